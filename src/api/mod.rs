@@ -1,0 +1,17 @@
+//! The `SigstoreStack` API (`scaffolding.sigstore.dev/v1alpha1`).
+//!
+//! The Rust types are the source of truth: the CRD in `crds/` is printed from
+//! them (`sigstore-operator crd`) and a test fails when the two drift.
+
+mod duration;
+mod spec;
+mod status;
+
+pub use duration::{Duration, ParseDurationError};
+pub use spec::*;
+pub use status::*;
+
+/// API group of every resource this operator defines.
+pub const GROUP: &str = "scaffolding.sigstore.dev";
+/// The served and stored version.
+pub const VERSION: &str = "v1alpha1";

@@ -1,0 +1,81 @@
+//! Command-line interface.
+
+use std::net::SocketAddr;
+
+use clap::{Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+
+/// Brings up private Sigstore stacks from `SigstoreStack` resources.
+#[derive(Debug, Parser)]
+#[command(name = "sigstore-operator", version, about)]
+pub struct Cli {
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t, env = "LOG_FORMAT", global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller until SIGTERM.
+    Run(RunArgs),
+    /// Print the SigstoreStack CRD as YAML.
+    Crd,
+    /// Run one bootstrap stage, as the operator's Jobs do.
+    #[command(subcommand)]
+    Stage(StageCommand),
+}
+
+/// Flags of `run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "HTTP_ADDR")]
+    pub http_addr: SocketAddr,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Stacks reconciled at once (0: no limit).
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: u16,
+}
+
+/// The bootstrap stages. Each writes its results into ConfigMaps and Secrets
+/// of the stack and never replaces key material that exists.
+#[derive(Debug, Subcommand)]
+pub enum StageCommand {}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_defaults() {
+        let cli = Cli::try_parse_from(["sigstore-operator", "run"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        assert_eq!(args.http_addr.port(), 8080);
+        assert_eq!(args.watch_namespace, None);
+        assert_eq!(cli.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn log_format_is_checked() {
+        let err = Cli::try_parse_from(["sigstore-operator", "--log-format", "xml", "crd"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--log-format"), "{err}");
+    }
+}

@@ -1,0 +1,73 @@
+//! Typed errors of the operator.
+
+use thiserror::Error;
+
+/// Everything that can go wrong in the operator.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The CRD is not installed, so nothing can be watched.
+    #[error(
+        "the SigstoreStack CRD ({crd}) is not installed in this cluster; install it with \
+         `sigstore-operator crd | kubectl apply --server-side -f -` (or `kubectl apply \
+         --server-side -f crds/sigstorestack.yaml`)"
+    )]
+    CrdNotInstalled {
+        /// Name of the missing CRD.
+        crd: String,
+    },
+    /// A call to the API server failed.
+    #[error("Kubernetes API call failed: {0}")]
+    Kube(#[source] Box<kube::Error>),
+    /// The kubeconfig or in-cluster configuration could not be loaded.
+    #[error("cannot configure the Kubernetes client: {0}")]
+    Config(String),
+    /// An object the API server returned lacks a field it always sets.
+    #[error("{kind} is missing {field}")]
+    MissingField {
+        /// The object's kind.
+        kind: &'static str,
+        /// The missing field.
+        field: &'static str,
+    },
+    /// Serializing an object failed.
+    #[error("cannot serialize {what}: {source}")]
+    Serialize {
+        /// What was being serialized.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The metrics/health HTTP server failed.
+    #[error("HTTP server on {addr} failed: {source}")]
+    Http {
+        /// The address it listened on.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<kube::Error> for Error {
+    fn from(e: kube::Error) -> Self {
+        Self::Kube(Box::new(e))
+    }
+}
+
+impl Error {
+    /// A short, stable label for metrics and events.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::CrdNotInstalled { .. } => "crd_not_installed",
+            Self::Kube(_) => "kube",
+            Self::Config(_) => "config",
+            Self::MissingField { .. } => "missing_field",
+            Self::Serialize { .. } => "serialize",
+            Self::Http { .. } => "http",
+        }
+    }
+}
+
+/// Result with the operator's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,20 @@
+//! sigstore-operator: brings up a private Sigstore stack from one
+//! `SigstoreStack` resource.
+
+pub mod api;
+pub mod cli;
+pub mod conditions;
+pub mod controller;
+pub mod crd;
+pub mod error;
+pub mod health;
+pub mod metrics;
+pub mod shutdown;
+pub mod telemetry;
+pub mod validate;
+
+pub use error::{Error, Result};
+
+/// The field manager for every server-side apply this operator makes, so
+/// ownership of fields stays stable across restarts and versions.
+pub const FIELD_MANAGER: &str = "sigstore-operator";

@@ -1,0 +1,64 @@
+//! The `sigstore-operator` binary: a thin shell over the library.
+
+use std::{process::ExitCode, sync::Arc};
+
+use clap::Parser;
+use sigstore_operator::{
+    Error, Result,
+    cli::{Cli, Command, RunArgs},
+    controller, crd, health, metrics::Metrics, shutdown, telemetry,
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format, "info,kube=warn,tower=warn,hyper=warn");
+    let result = match cli.command {
+        Command::Run(args) => run(args).await,
+        Command::Crd => print_crd(),
+        Command::Stage(stage) => match stage {},
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "sigstore-operator failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_crd() -> Result<()> {
+    let yaml = crd::crd_yaml().map_err(|e| Error::Config(format!("cannot render the CRD: {e}")))?;
+    print!("{yaml}");
+    Ok(())
+}
+
+async fn run(args: RunArgs) -> Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let shutdown = shutdown::on_signal();
+    let metrics = Arc::new(Metrics::default());
+    let ready = health::Readiness::default();
+    let server = tokio::spawn(health::serve(
+        args.http_addr,
+        ready.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let options = controller::Options {
+        namespace: args.watch_namespace,
+        concurrency: args.concurrency,
+    };
+    let result = controller::run(client, options, metrics, ready, shutdown.clone()).await;
+    // Whatever ended the controller ends the server too.
+    shutdown.cancel();
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::error!(%error, "HTTP server failed"),
+        Err(error) => tracing::error!(%error, "HTTP server task panicked"),
+    }
+    result?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
