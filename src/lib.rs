@@ -1,3 +1,5 @@
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 //! sigstore-operator: brings up a private Sigstore stack from one
 //! `SigstoreStack` resource.
 

@@ -6,7 +6,9 @@ use clap::Parser;
 use sigstore_operator::{
     Error, Result,
     cli::{Cli, Command, RunArgs},
-    controller, crd, health, metrics::Metrics, shutdown, telemetry,
+    controller, crd, health,
+    metrics::Metrics,
+    shutdown, telemetry,
 };
 
 #[tokio::main]

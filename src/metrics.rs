@@ -34,9 +34,9 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("sigstore_operator");
         let reconciles = Counter::default();
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
-        let reconcile_duration = Histogram::new(
-            [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0].into_iter(),
-        );
+        let reconcile_duration = Histogram::new([
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
         let status_writes = Counter::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register(
@@ -98,7 +98,10 @@ mod tests {
         m.observe(Duration::from_millis(3), None);
         m.observe(Duration::from_millis(3), Some("kube"));
         let text = m.render();
-        assert!(text.contains("sigstore_operator_reconciles_total 2"), "{text}");
+        assert!(
+            text.contains("sigstore_operator_reconciles_total 2"),
+            "{text}"
+        );
         assert!(
             text.contains(r#"sigstore_operator_reconcile_errors_total{error="kube"} 1"#),
             "{text}"

@@ -67,8 +67,14 @@ pub fn validate(spec: &SigstoreStackSpec) -> Vec<FieldError> {
 
     let images = [
         ("spec.trillian.database.image", &db.image),
-        ("spec.trillian.logServer.image", &spec.trillian.log_server.image),
-        ("spec.trillian.logSigner.image", &spec.trillian.log_signer.image),
+        (
+            "spec.trillian.logServer.image",
+            &spec.trillian.log_server.image,
+        ),
+        (
+            "spec.trillian.logSigner.image",
+            &spec.trillian.log_signer.image,
+        ),
         ("spec.rekor.image", &spec.rekor.image),
         ("spec.rekor.redisImage", &spec.rekor.redis_image),
         ("spec.ctlog.image", &spec.ctlog.image),
@@ -101,7 +107,11 @@ pub fn validate(spec: &SigstoreStackSpec) -> Vec<FieldError> {
     if spec.fulcio.ca.subject.common_name.trim().is_empty() {
         errors.push("spec.fulcio.ca.subject.commonName", "must not be blank");
     }
-    check_validity(&mut errors, "spec.fulcio.ca.validity", spec.fulcio.ca.validity);
+    check_validity(
+        &mut errors,
+        "spec.fulcio.ca.validity",
+        spec.fulcio.ca.validity,
+    );
     let mut seen = Vec::new();
     for (i, issuer) in spec.fulcio.oidc_issuers.iter().enumerate() {
         let field = format!("spec.fulcio.oidcIssuers[{i}].issuerURL");
@@ -204,11 +214,21 @@ mod tests {
 
     #[test]
     fn each_rule_names_its_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut SigstoreStackSpec)>)> = vec![
-            ("spec.ctlog.prefix", Box::new(|s| s.ctlog.prefix = "a/b".into())),
-            ("spec.ctlog.prefix", Box::new(|s| s.ctlog.prefix = "-x".into())),
+        type Mutation = Box<dyn Fn(&mut SigstoreStackSpec)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            (
+                "spec.ctlog.prefix",
+                Box::new(|s| s.ctlog.prefix = "a/b".into()),
+            ),
+            (
+                "spec.ctlog.prefix",
+                Box::new(|s| s.ctlog.prefix = "-x".into()),
+            ),
             ("spec.ctlog.enabled", Box::new(|s| s.fulcio.enabled = false)),
-            ("spec.rekor.image", Box::new(|s| s.rekor.image = Some(String::new()))),
+            (
+                "spec.rekor.image",
+                Box::new(|s| s.rekor.image = Some(String::new())),
+            ),
             (
                 "spec.fulcio.image",
                 Box::new(|s| s.fulcio.image = Some("a b".into())),

@@ -105,7 +105,11 @@ mod tests {
         ] {
             let d: Duration = input.parse().unwrap();
             assert_eq!(d.to_string(), printed);
-            assert_eq!(printed.parse::<Duration>().unwrap(), d, "round trip of {input}");
+            assert_eq!(
+                printed.parse::<Duration>().unwrap(),
+                d,
+                "round trip of {input}"
+            );
         }
     }
 
@@ -123,6 +127,9 @@ mod tests {
         assert_eq!(json, "\"8760h\"");
         assert_eq!(serde_json::from_str::<Duration>(&json).unwrap(), d);
         let err = serde_json::from_str::<Duration>("\"soon\"").unwrap_err();
-        assert!(err.to_string().contains("invalid duration \"soon\""), "{err}");
+        assert!(
+            err.to_string().contains("invalid duration \"soon\""),
+            "{err}"
+        );
     }
 }

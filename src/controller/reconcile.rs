@@ -62,7 +62,8 @@ async fn apply_status(
         })?,
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(name, &params, &Patch::Apply(&body)).await?;
+    api.patch_status(name, &params, &Patch::Apply(&body))
+        .await?;
     Ok(())
 }
 

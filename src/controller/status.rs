@@ -82,7 +82,10 @@ mod tests {
         assert_eq!(status.observed_generation, Some(1));
         assert_eq!(status.phase, Some(Phase::Pending));
         let ready = conditions::find(&status.conditions, READY).unwrap();
-        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "Pending"));
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "Pending")
+        );
         assert_eq!(ready.observed_generation, Some(1));
     }
 
@@ -114,6 +117,10 @@ mod tests {
         assert_eq!(status.phase, Some(Phase::Invalid));
         let ready = conditions::find(&status.conditions, READY).unwrap();
         assert_eq!(ready.reason, REASON_INVALID_SPEC);
-        assert!(ready.message.contains("spec.ctlog.prefix"), "{}", ready.message);
+        assert!(
+            ready.message.contains("spec.ctlog.prefix"),
+            "{}",
+            ready.message
+        );
     }
 }

@@ -1,0 +1,50 @@
+# sigstore-operator: see README.md.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+CARGO ?= cargo
+TOOLS_DIR ?= $(CURDIR)/.tools
+export TOOLS_DIR
+
+.PHONY: all build test test-unit test-cluster tools crds fmt fmt-check lint run up clean-tools help
+
+all: build
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
+
+build: ## Build the operator binary.
+	$(CARGO) build --locked
+
+test: tools ## Everything: unit tests, CRD drift, and the real control plane.
+	$(CARGO) test --locked --all-targets
+
+test-unit: ## Unit tests and the CRD drift check only (no control plane).
+	$(CARGO) test --locked --lib --bins --test crd_drift
+
+test-cluster: tools ## Only the tests on the real control plane.
+	$(CARGO) test --locked --test control_plane --test operator_without_crd
+
+tools: ## Build etcd, kube-apiserver and kube-controller-manager from the Go module proxy (cached by version).
+	hack/tools.sh all
+
+crds: ## Regenerate the CRD YAML from the Rust types.
+	$(CARGO) run --locked --quiet -- crd > crds/sigstorestack.yaml
+	cp crds/sigstorestack.yaml config/crd/sigstorestack.yaml
+
+fmt: ## Format the code.
+	$(CARGO) fmt
+
+fmt-check:
+	$(CARGO) fmt --check
+
+lint: fmt-check ## rustfmt check and clippy with warnings as errors.
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+up: ## Install the CRD and the sample stack into the current kubeconfig's cluster, then run the operator here.
+	$(CARGO) run --locked --quiet -- crd | kubectl apply --server-side -f -
+	kubectl wait --for=condition=Established crd/sigstorestacks.scaffolding.sigstore.dev --timeout=60s
+	kubectl apply --server-side -f config/samples/sigstorestack.yaml
+	$(CARGO) run --locked -- run --http-addr 127.0.0.1:8080
+
+clean-tools: ## Remove the built test tools.
+	rm -rf $(TOOLS_DIR)

@@ -1,0 +1,549 @@
+//! The API and the controller on a real control plane (etcd, kube-apiserver,
+//! kube-controller-manager built by `make tools`).
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::{
+    api::core::v1::{ConfigMap, Namespace},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+use sigstore_operator::{
+    api::{Phase, SigstoreStack},
+    conditions::{READY, find},
+    crd::crd,
+};
+use support::{Operator, TestNamespace, control_plane, eventually};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Installs the CRD (idempotent) and waits until it is Established.
+async fn install_crd(client: &Client) -> CustomResourceDefinition {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = crd();
+    let name = crd.name_any();
+    crds.patch(
+        &name,
+        &PatchParams::apply("sigstore-operator-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply CRD");
+    eventually("CRD Established", WAIT, || async {
+        let c = crds.get(&name).await.ok()?;
+        let established = c
+            .status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        established.then_some(c)
+    })
+    .await
+}
+
+fn stack(name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "scaffolding.sigstore.dev/v1alpha1",
+        "kind": "SigstoreStack",
+        "metadata": {"name": name},
+        "spec": spec,
+    })
+}
+
+async fn create(api: &Api<SigstoreStack>, body: Value) -> Result<SigstoreStack, kube::Error> {
+    let obj: SigstoreStack = serde_json::from_value(body).expect("stack");
+    api.create(&PostParams::default(), &obj).await
+}
+
+/// Creates from raw JSON, for bodies the Rust types would refuse to build.
+async fn create_raw(client: &Client, ns: &str, body: Value) -> Result<DynamicObject, kube::Error> {
+    let ar = ApiResource::erase::<SigstoreStack>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    let obj: DynamicObject = serde_json::from_value(body).expect("object");
+    api.create(&PostParams::default(), &obj).await
+}
+
+#[tokio::test]
+async fn crd_installs_and_becomes_established() {
+    let client = control_plane().client().await;
+    let crd = install_crd(&client).await;
+    assert_eq!(crd.spec.names.short_names, Some(vec!["sst".to_string()]));
+    // The API server serves the kind under its short name and category.
+    let discovery = kube::discovery::Discovery::new(client.clone())
+        .filter(&["scaffolding.sigstore.dev"])
+        .run()
+        .await
+        .expect("discovery");
+    let (ar, caps) = discovery
+        .get("scaffolding.sigstore.dev")
+        .and_then(|g| g.recommended_kind("SigstoreStack"))
+        .expect("SigstoreStack is served");
+    assert_eq!(ar.version, "v1alpha1");
+    let subresources: Vec<&str> = caps
+        .subresources
+        .iter()
+        .map(|(s, _)| s.plural.as_str())
+        .collect();
+    assert!(
+        subresources.iter().any(|s| s.ends_with("status")),
+        "{subresources:?}"
+    );
+}
+
+#[tokio::test]
+async fn empty_spec_is_accepted_with_defaults() {
+    let client = control_plane().client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "empty-spec").await;
+    let api: Api<SigstoreStack> = Api::namespaced(client.clone(), &ns.name);
+    let created = create(&api, stack("demo", json!({})))
+        .await
+        .expect("spec: {} is valid");
+    // The API server filled in the documented defaults.
+    assert!(created.spec.rekor.enabled && created.spec.fulcio.enabled);
+    assert_eq!(created.spec.ctlog.prefix, "sigstorescaffolding");
+    assert_eq!(created.spec.fulcio.ca.validity.to_string(), "87600h");
+    assert_eq!(created.spec.tuf.expiry.timestamp.to_string(), "8760h");
+    assert_eq!(
+        created.spec,
+        Default::default(),
+        "server defaults equal the Rust defaults"
+    );
+    // A spec with every section spelled out is accepted too.
+    let full = json!({
+        "trillian": {"database": {"mode": "External", "external": {
+            "host": "mysql.db.svc", "credentialsSecret": "db-creds"}}},
+        "rekor": {"enabled": false},
+        "ctlog": {"prefix": "my-log"},
+        "fulcio": {"ca": {"validity": "8760h", "keyAlgorithm": "ECDSA-P384",
+                          "subject": {"commonName": "Test CA"}},
+                   "oidcIssuers": [{"issuerURL": "https://token.actions.githubusercontent.com",
+                                    "type": "github-workflow"}]},
+        "tsa": {"enabled": false},
+        "tuf": {"expiry": {"timestamp": "24h", "snapshot": "48h"}},
+    });
+    create(&api, stack("full", full))
+        .await
+        .expect("full spec is valid");
+}
+
+#[tokio::test]
+async fn invalid_specs_are_refused_naming_the_field() {
+    let client = control_plane().client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "invalid-specs").await;
+    let cases = [
+        (
+            "prefix-slash",
+            json!({"ctlog": {"prefix": "a/b"}}),
+            "spec.ctlog.prefix",
+            "URL path segment",
+        ),
+        (
+            "prefix-empty",
+            json!({"ctlog": {"prefix": ""}}),
+            "spec.ctlog.prefix",
+            "",
+        ),
+        (
+            "issuer-http",
+            json!({"fulcio": {"oidcIssuers": [{"issuerURL": "http://dex.example"}]}}),
+            "spec.fulcio.oidcIssuers[0].issuerURL",
+            "https://",
+        ),
+        (
+            "issuer-dup",
+            json!({"fulcio": {"oidcIssuers": [{"issuerURL": "https://a.example"},
+                                                         {"issuerURL": "https://a.example"}]}}),
+            "spec.fulcio.oidcIssuers[1]",
+            "Duplicate",
+        ),
+        (
+            "issuer-type",
+            json!({"fulcio": {"oidcIssuers": [{"issuerURL": "https://a.example", "type": "carrier-pigeon"}]}}),
+            "spec.fulcio.oidcIssuers[0].type",
+            "Unsupported value",
+        ),
+        (
+            "image-empty",
+            json!({"rekor": {"image": ""}}),
+            "spec.rekor.image",
+            "non-empty image",
+        ),
+        (
+            "image-space",
+            json!({"trillian": {"logServer": {"image": "a b"}}}),
+            "spec.trillian.logServer.image",
+            "without spaces",
+        ),
+        (
+            "ctlog-no-fulcio",
+            json!({"fulcio": {"enabled": false}}),
+            "spec.ctlog.enabled",
+            "requires fulcio.enabled",
+        ),
+        (
+            "db-external-missing",
+            json!({"trillian": {"database": {"mode": "External"}}}),
+            "spec.trillian.database.external",
+            "external is required",
+        ),
+        (
+            "db-embedded-with-external",
+            json!({"trillian": {"database": {"external": {"host": "h", "credentialsSecret": "s"}}}}),
+            "spec.trillian.database.external",
+            "not allowed otherwise",
+        ),
+        (
+            "validity-words",
+            json!({"fulcio": {"ca": {"validity": "ten years"}}}),
+            "spec.fulcio.ca.validity",
+            "Go duration",
+        ),
+        (
+            "validity-short",
+            json!({"fulcio": {"ca": {"validity": "30m"}}}),
+            "spec.fulcio.ca.validity",
+            "at least 1h",
+        ),
+        (
+            "key-algorithm",
+            json!({"fulcio": {"ca": {"keyAlgorithm": "DSA"}}}),
+            "spec.fulcio.ca.keyAlgorithm",
+            "Unsupported value",
+        ),
+        (
+            "tuf-order",
+            json!({"tuf": {"expiry": {"timestamp": "9000h"}}}),
+            "spec.tuf.expiry",
+            "timestamp <= snapshot",
+        ),
+        (
+            "db-port",
+            json!({"trillian": {"database": {"mode": "External", "external": {"host": "h", "credentialsSecret": "s", "port": 0}}}}),
+            "spec.trillian.database.external.port",
+            "greater than or equal to 1",
+        ),
+        (
+            "cn-blank",
+            json!({"fulcio": {"ca": {"subject": {"commonName": "  "}}}}),
+            "spec.fulcio.ca.subject.commonName",
+            "blank",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, spec, field, expect) in cases {
+        match create_raw(&client, &ns.name, stack(name, spec.clone())).await {
+            Ok(_) => failures.push(format!("{name}: {spec} was accepted")),
+            Err(kube::Error::Api(status)) => {
+                let msg = status.message.clone();
+                if status.code != 422 || !msg.contains(field) || !msg.contains(expect) {
+                    failures.push(format!(
+                        "{name}: want 422 naming {field} with {expect:?}, got {}: {msg}",
+                        status.code
+                    ));
+                }
+            }
+            Err(e) => failures.push(format!("{name}: unexpected error {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The built binary, against the real API server: status, probes, metrics,
+/// no writes once settled, and a clean stop on SIGTERM.
+#[tokio::test]
+async fn operator_binary_reports_pending_and_settles() {
+    let cp = control_plane();
+    let client = cp.client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "operator-binary").await;
+    // The operator runs with exactly the ClusterRole of config/rbac.
+    let user = "operator-binary-test";
+    bind_operator_role(&client, user).await;
+    let kubeconfig = cp.kubeconfig_for(user, &[]);
+    let mut op = Operator::start(&kubeconfig, &cp.dir, user, &["--watch-namespace", &ns.name]);
+    eventually("/readyz to answer 200", WAIT, || async {
+        matches!(op.get("/readyz").await, Some((200, _))).then_some(())
+    })
+    .await;
+    assert_eq!(op.get("/healthz").await.map(|r| r.0), Some(200));
+
+    let api: Api<SigstoreStack> = Api::namespaced(client.clone(), &ns.name);
+    create(&api, stack("demo", json!({})))
+        .await
+        .expect("create");
+    let settled = eventually("status with observedGeneration 1", WAIT, || async {
+        let s = api.get("demo").await.ok()?;
+        (s.status.as_ref()?.observed_generation == Some(1)).then_some(s)
+    })
+    .await;
+    let status = settled.status.clone().expect("status");
+    assert_eq!(status.phase, Some(Phase::Pending));
+    let ready = find(&status.conditions, READY).expect("Ready condition");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "Pending")
+    );
+    assert_eq!(ready.observed_generation, Some(1));
+    // Status is written by server-side apply under the operator's manager.
+    let managers: Vec<_> = settled
+        .managed_fields()
+        .iter()
+        .filter(|m| m.subresource.as_deref() == Some("status"))
+        .map(|m| (m.manager.clone(), m.operation.clone()))
+        .collect();
+    assert_eq!(
+        managers,
+        [(Some("sigstore-operator".into()), Some("Apply".into()))]
+    );
+
+    // The status write itself triggers another pass, which must write nothing.
+    let reconciles = eventually("two reconciles", WAIT, || async {
+        op.metric("sigstore_operator_reconciles_total")
+            .await
+            .filter(|n| *n >= 2.0)
+    })
+    .await;
+    let writes = cp.writes_by(user);
+    assert_eq!(writes.len(), 1, "one status write, got {writes:?}");
+    assert_eq!(
+        (writes[0].verb.as_str(), writes[0].subresource.as_str()),
+        ("patch", "status")
+    );
+
+    // A change that is not a spec change: reconciled, nothing written.
+    api.patch(
+        "demo",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"touched": "yes"}}})),
+    )
+    .await
+    .expect("annotate");
+    eventually("a reconcile of the annotated stack", WAIT, || async {
+        op.metric("sigstore_operator_reconciles_total")
+            .await
+            .filter(|n| *n > reconciles)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(cp.writes_by(user).len(), 1, "no write without a change");
+    assert_eq!(
+        op.metric("sigstore_operator_status_writes_total").await,
+        Some(1.0)
+    );
+
+    // A spec the API server accepts but the operator cannot act on.
+    api.patch(
+        "demo",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"fulcio": {"ca": {"validity": "1000000h"}}}})),
+    )
+    .await
+    .expect("CEL has no upper bound on validity");
+    let invalid = eventually("InvalidSpec at generation 2", WAIT, || async {
+        let s = api.get("demo").await.ok()?.status?;
+        (s.observed_generation == Some(2)).then_some(s)
+    })
+    .await;
+    assert_eq!(invalid.phase, Some(Phase::Invalid));
+    let ready = find(&invalid.conditions, READY).expect("Ready");
+    assert_eq!(ready.reason, "InvalidSpec");
+    assert!(
+        ready.message.contains("spec.fulcio.ca.validity"),
+        "{}",
+        ready.message
+    );
+    // Ready stayed False, so its transition time did not move.
+    assert_eq!(
+        ready.last_transition_time,
+        find(&status.conditions, READY)
+            .unwrap()
+            .last_transition_time
+    );
+    assert_eq!(cp.writes_by(user).len(), 2);
+
+    let metrics = op.get("/metrics").await.expect("metrics").1;
+    assert!(
+        metrics.contains("sigstore_operator_reconcile_duration_seconds_bucket"),
+        "{metrics}"
+    );
+
+    let exit = op
+        .terminate(Duration::from_secs(10))
+        .expect("exits within 10 s of SIGTERM");
+    assert!(
+        exit.success(),
+        "clean exit, got {exit}; logs:\n{}",
+        op.logs()
+    );
+    let logs = op.logs();
+    let last: Value =
+        serde_json::from_str(logs.lines().last().unwrap_or("{}")).expect("JSON log lines");
+    assert_eq!(last["message"], "stopped cleanly", "{logs}");
+    assert!(!logs.contains("BEGIN"), "no key material in logs");
+}
+
+/// Applies config/rbac's ClusterRole and binds it to `user`.
+async fn bind_operator_role(client: &Client, user: &str) {
+    let rbac = support::manifests::read_dir(&support::repo_root().join("config/rbac"));
+    let role: Vec<_> = rbac
+        .into_iter()
+        .filter(|o| o.types.as_ref().is_some_and(|t| t.kind == "ClusterRole"))
+        .collect();
+    assert_eq!(role.len(), 1, "config/rbac has one ClusterRole");
+    support::manifests::apply(client, &role, "default").await;
+    let binding: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": format!("sigstore-operator-{user}")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": role[0].name_any()},
+        "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}],
+    }))
+    .unwrap();
+    support::manifests::apply(client, &[binding], "default").await;
+}
+
+/// Every manifest in config/ is accepted by the real API server.
+#[tokio::test]
+async fn manifests_are_accepted() {
+    let client = control_plane().client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "manifests").await;
+    let root = support::repo_root().join("config");
+    let mut applied = Vec::new();
+    for dir in ["crd", "manager", "rbac", "samples"] {
+        let objects = support::manifests::read_dir(&root.join(dir));
+        assert!(!objects.is_empty(), "config/{dir} has manifests");
+        applied.extend(support::manifests::apply(&client, &objects, &ns.name).await);
+    }
+    let kinds: Vec<String> = applied
+        .iter()
+        .filter_map(|o| o.types.as_ref().map(|t| t.kind.clone()))
+        .collect();
+    for kind in [
+        "CustomResourceDefinition",
+        "Namespace",
+        "Deployment",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "SigstoreStack",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} applied: {kinds:?}");
+    }
+    // The sample is the documented empty spec.
+    let sample = Api::<SigstoreStack>::namespaced(client.clone(), &ns.name)
+        .get("sample")
+        .await
+        .expect("sample stack");
+    assert_eq!(sample.spec, Default::default());
+}
+
+/// Several stacks in one namespace each get their own status.
+#[tokio::test]
+async fn stacks_side_by_side() {
+    let cp = control_plane();
+    let client = cp.client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "side-by-side").await;
+    let kubeconfig = cp.kubeconfig_for("side-by-side-operator", &["system:masters"]);
+    let _op = Operator::start(
+        &kubeconfig,
+        &cp.dir,
+        "side-by-side-operator",
+        &["--watch-namespace", &ns.name],
+    );
+    let api: Api<SigstoreStack> = Api::namespaced(client.clone(), &ns.name);
+    for name in ["a", "b", "c"] {
+        create(&api, stack(name, json!({}))).await.expect("create");
+    }
+    api.patch(
+        "b",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"ctlog": {"prefix": "b-log"}}})),
+    )
+    .await
+    .expect("patch b");
+    for (name, generation) in [("a", 1), ("b", 2), ("c", 1)] {
+        eventually(
+            &format!("{name} at generation {generation}"),
+            WAIT,
+            || async {
+                let s = api.get(name).await.ok()?.status?;
+                (s.observed_generation == Some(generation) && s.phase == Some(Phase::Pending))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+/// The harness runs kube-controller-manager: owned objects are collected and
+/// namespaces finish terminating, as later tests of owned objects rely on.
+#[tokio::test]
+async fn controller_manager_collects_garbage() {
+    let client = control_plane().client().await;
+    install_crd(&client).await;
+    let ns = TestNamespace::new(&client, "garbage").await;
+    let stacks: Api<SigstoreStack> = Api::namespaced(client.clone(), &ns.name);
+    let owner = create(&stacks, stack("owner", json!({})))
+        .await
+        .expect("create");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "owner-child", "ownerReferences": [{
+            "apiVersion": "scaffolding.sigstore.dev/v1alpha1", "kind": "SigstoreStack",
+            "name": "owner", "uid": owner.uid().expect("uid"), "controller": true,
+        }]},
+        "data": {"k": "v"},
+    }))
+    .unwrap();
+    cms.create(&PostParams::default(), &cm)
+        .await
+        .expect("child");
+    stacks
+        .delete("owner", &DeleteParams::foreground())
+        .await
+        .expect("delete");
+    eventually(
+        "the owned ConfigMap to be collected",
+        Duration::from_secs(60),
+        || async {
+            cms.get_opt("owner-child")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let scratch = TestNamespace::new(&client, "scratch").await;
+    namespaces
+        .delete(&scratch.name, &DeleteParams::default())
+        .await
+        .expect("delete ns");
+    eventually(
+        "the namespace to be finalized",
+        Duration::from_secs(60),
+        || async {
+            namespaces
+                .get_opt(&scratch.name)
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+}

@@ -1,0 +1,374 @@
+//! Test support: a real Kubernetes control plane (etcd, kube-apiserver and
+//! kube-controller-manager) run as local processes, one per test binary.
+//!
+//! Each test gets its own namespace. The processes are stopped when the test
+//! binary exits, also when a test failed; their logs are then kept under
+//! `.test-logs/` and the path is printed.
+
+#![allow(dead_code)] // Each test binary uses a different part of it.
+
+mod certs;
+pub mod manifests;
+mod operator;
+mod procs;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        OnceLock,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use kube::{Client, Config, config::Kubeconfig};
+
+pub use operator::Operator;
+use procs::Keeper;
+
+/// Controllers of kube-controller-manager the tests rely on.
+const CONTROLLERS: &str = "garbage-collector-controller,namespace-controller,\
+                           serviceaccount-controller,serviceaccount-token-controller";
+
+static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+static FAILED: AtomicBool = AtomicBool::new(false);
+static NS_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A running control plane.
+pub struct ControlPlane {
+    /// Logs, certificates and etcd data.
+    pub dir: PathBuf,
+    /// `https://127.0.0.1:<port>`.
+    pub server: String,
+    /// Admin kubeconfig (group `system:masters`).
+    pub kubeconfig: PathBuf,
+    /// The API server's audit log (JSON lines, write requests only).
+    pub audit_log: PathBuf,
+    certs: certs::Pki,
+    keeper: Keeper,
+}
+
+/// The control plane of this test binary, started on first use.
+pub fn control_plane() -> &'static ControlPlane {
+    let started = PLANE.get_or_init(|| {
+        // Started on a plain thread: the readiness checks block, which is not
+        // allowed on the tests' async runtimes. Tried once per binary.
+        match std::thread::spawn(start).join() {
+            Ok(Ok(cp)) => Ok(cp),
+            Ok(Err(e)) => Err(format!("{e:#}")),
+            Err(_) => Err("start-up panicked".into()),
+        }
+    });
+    match started {
+        Ok(cp) => cp,
+        Err(e) => {
+            FAILED.store(true, Ordering::SeqCst);
+            panic!("cannot start the control plane: {e}")
+        }
+    }
+}
+
+/// Where the test tools live: `$TOOLS_DIR/bin`, default `<repo>/.tools/bin`.
+pub fn tool(name: &str) -> anyhow::Result<PathBuf> {
+    let env = name.to_uppercase().replace('-', "_");
+    if let Ok(p) = std::env::var(&env) {
+        return Ok(PathBuf::from(p));
+    }
+    let dir = std::env::var("TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".tools"));
+    let path = dir.join("bin").join(name);
+    anyhow::ensure!(
+        path.exists(),
+        "{name} is missing at {}: run `make tools` (or set {env}) to build it",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn start() -> anyhow::Result<ControlPlane> {
+    let bin = std::env::args()
+        .next()
+        .and_then(|a| {
+            Path::new(&a)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "test".into());
+    let bin = bin.split('-').next().unwrap_or("test").to_owned();
+    let dir = repo_root()
+        .join(".test-logs")
+        .join(format!("{bin}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    start_in(dir.clone()).map_err(|e| e.context(format!("logs in {}", dir.display())))
+}
+
+fn start_in(dir: PathBuf) -> anyhow::Result<ControlPlane> {
+    let apiserver = tool("kube-apiserver")?;
+    let etcd = tool("etcd")?;
+    let kcm = tool("kube-controller-manager")?;
+    let keeper = Keeper::start(&dir);
+    // SAFETY: registering a plain extern "C" fn with no captured state.
+    unsafe { libc::atexit(stop_at_exit) };
+
+    let [etcd_client, etcd_peer, api_port] = procs::free_ports::<3>()?;
+    keeper.spawn(
+        "etcd",
+        &etcd,
+        &[
+            "--name=test".into(),
+            format!("--data-dir={}", dir.join("etcd").display()),
+            format!("--listen-client-urls=http://127.0.0.1:{etcd_client}"),
+            format!("--advertise-client-urls=http://127.0.0.1:{etcd_client}"),
+            format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer}"),
+            format!("--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}"),
+            format!("--initial-cluster=test=http://127.0.0.1:{etcd_peer}"),
+            "--unsafe-no-fsync=true".into(),
+            "--quota-backend-bytes=4294967296".into(),
+        ],
+    )?;
+    procs::wait_http_ok(
+        &format!("http://127.0.0.1:{etcd_client}/health"),
+        None,
+        Duration::from_secs(30),
+        &keeper,
+    )?;
+
+    let pki = certs::Pki::generate(&dir)?;
+    let server = format!("https://127.0.0.1:{api_port}");
+    let audit_policy = dir.join("audit-policy.yaml");
+    std::fs::write(&audit_policy, AUDIT_POLICY)?;
+    let audit_log = dir.join("audit.log");
+    keeper.spawn(
+        "kube-apiserver",
+        &apiserver,
+        &[
+            format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
+            format!("--secure-port={api_port}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--cert-dir={}", dir.join("apiserver-certs").display()),
+            format!("--tls-cert-file={}", pki.serving_cert.display()),
+            format!("--tls-private-key-file={}", pki.serving_key.display()),
+            format!("--client-ca-file={}", pki.client_ca.display()),
+            format!("--service-account-issuer={server}"),
+            format!("--service-account-key-file={}", pki.sa_pub.display()),
+            format!(
+                "--service-account-signing-key-file={}",
+                pki.sa_key.display()
+            ),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            "--authorization-mode=RBAC".into(),
+            "--allow-privileged=true".into(),
+            format!("--audit-policy-file={}", audit_policy.display()),
+            format!("--audit-log-path={}", audit_log.display()),
+            "--audit-log-format=json".into(),
+            "--audit-log-mode=blocking".into(),
+        ],
+    )?;
+    procs::wait_http_ok(
+        &format!("{server}/readyz"),
+        Some(&pki.serving_ca_pem),
+        Duration::from_secs(90),
+        &keeper,
+    )?;
+
+    let kubeconfig = dir.join("admin.kubeconfig");
+    pki.write_kubeconfig(&kubeconfig, &server, "admin", &["system:masters"])?;
+    let kcm_kubeconfig = dir.join("kcm.kubeconfig");
+    // Without per-controller service-account credentials the controllers act
+    // as this one user, which needs the rights each of them would have.
+    pki.write_kubeconfig(
+        &kcm_kubeconfig,
+        &server,
+        "system:kube-controller-manager",
+        &["system:masters"],
+    )?;
+    keeper.spawn(
+        "kube-controller-manager",
+        &kcm,
+        &[
+            format!("--kubeconfig={}", kcm_kubeconfig.display()),
+            format!("--authentication-kubeconfig={}", kcm_kubeconfig.display()),
+            format!("--authorization-kubeconfig={}", kcm_kubeconfig.display()),
+            format!("--controllers={CONTROLLERS}"),
+            "--leader-elect=false".into(),
+            "--use-service-account-credentials=false".into(),
+            "--bind-address=127.0.0.1".into(),
+            "--secure-port=0".into(),
+            format!(
+                "--service-account-private-key-file={}",
+                pki.sa_key.display()
+            ),
+            format!("--root-ca-file={}", pki.serving_ca.display()),
+            "--concurrent-gc-syncs=5".into(),
+        ],
+    )?;
+    Ok(ControlPlane {
+        dir,
+        server,
+        kubeconfig,
+        audit_log,
+        certs: pki,
+        keeper,
+    })
+}
+
+/// Writes are what the tests count; reads are not logged.
+const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+  verbs: ["create", "update", "patch", "delete", "deletecollection"]
+- level: None
+"#;
+
+extern "C" fn stop_at_exit() {
+    let Some(Ok(cp)) = PLANE.get() else { return };
+    cp.keeper.stop_all();
+    if FAILED.load(Ordering::SeqCst) || std::env::var_os("KEEP_TEST_LOGS").is_some() {
+        eprintln!("control-plane logs kept in {}", cp.dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&cp.dir);
+    }
+}
+
+impl ControlPlane {
+    /// An admin client.
+    pub async fn client(&self) -> Client {
+        self.client_for(&self.kubeconfig).await
+    }
+
+    /// A client from a kubeconfig file.
+    pub async fn client_for(&self, kubeconfig: &Path) -> Client {
+        let kc = Kubeconfig::read_from(kubeconfig).expect("read kubeconfig");
+        let mut config = Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("kubeconfig");
+        config.read_timeout = Some(Duration::from_secs(60));
+        Client::try_from(config).expect("client")
+    }
+
+    /// Writes a kubeconfig for user `name` in `groups` and returns its path.
+    pub fn kubeconfig_for(&self, name: &str, groups: &[&str]) -> PathBuf {
+        let path = self
+            .dir
+            .join(format!("{}.kubeconfig", name.replace(':', "_")));
+        self.certs
+            .write_kubeconfig(&path, &self.server, name, groups)
+            .expect("write kubeconfig");
+        path
+    }
+
+    /// Write requests (create/update/patch/delete) made by `user` so far,
+    /// as `(verb, resource, subresource, namespace, name)`.
+    pub fn writes_by(&self, user: &str) -> Vec<AuditWrite> {
+        let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["stage"] == "ResponseComplete" && e["user"]["username"] == user)
+            .map(|e| AuditWrite {
+                verb: e["verb"].as_str().unwrap_or_default().into(),
+                resource: e["objectRef"]["resource"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .into(),
+                subresource: e["objectRef"]["subresource"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .into(),
+                namespace: e["objectRef"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .into(),
+                name: e["objectRef"]["name"].as_str().unwrap_or_default().into(),
+            })
+            .collect()
+    }
+}
+
+/// One write request seen in the audit log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditWrite {
+    pub verb: String,
+    pub resource: String,
+    pub subresource: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// A namespace of one test. Marks the run failed when dropped by a panic, so
+/// the logs are kept.
+pub struct TestNamespace {
+    pub name: String,
+}
+
+impl TestNamespace {
+    /// Creates a fresh namespace named after the test.
+    pub async fn new(client: &Client, test: &str) -> Self {
+        use k8s_openapi::api::core::v1::Namespace;
+        use kube::api::{Api, PostParams};
+        let seq = NS_SEQ.fetch_add(1, Ordering::SeqCst);
+        let mut name: String = test
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .take(40)
+            .collect();
+        name = format!("{}-{}-{seq}", name.trim_matches('-'), std::process::id());
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"sigstore-operator-test": "true"}}
+        }))
+        .expect("namespace");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+        Self { name }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            FAILED.store(true, Ordering::SeqCst);
+            if let Some(Ok(cp)) = PLANE.get() {
+                eprintln!(
+                    "test in namespace {} failed; logs: {}",
+                    self.name,
+                    cp.dir.display()
+                );
+            }
+        }
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after
+/// `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
