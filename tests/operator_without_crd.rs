@@ -6,11 +6,11 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Operator, control_plane};
+use support::{Operator, bare_control_plane};
 
 #[tokio::test]
 async fn operator_without_crd_fails_with_a_hint() {
-    let cp = control_plane();
+    let cp = bare_control_plane();
     // The API server answers before the operator starts.
     let _ = cp
         .client()

@@ -36,6 +36,7 @@ static NS_SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A running control plane.
 pub struct ControlPlane {
+    with_crd: bool,
     /// Logs, certificates and etcd data.
     pub dir: PathBuf,
     /// `https://127.0.0.1:<port>`.
@@ -48,19 +49,36 @@ pub struct ControlPlane {
     keeper: Keeper,
 }
 
-/// The control plane of this test binary, started on first use.
+/// The control plane of this test binary, started on first use, with the
+/// SigstoreStack CRD installed before kube-controller-manager starts (its
+/// garbage collector only learns of new kinds every 30 s).
 pub fn control_plane() -> &'static ControlPlane {
+    shared(true)
+}
+
+/// A control plane without the CRD. One test binary uses one kind.
+pub fn bare_control_plane() -> &'static ControlPlane {
+    shared(false)
+}
+
+fn shared(with_crd: bool) -> &'static ControlPlane {
     let started = PLANE.get_or_init(|| {
         // Started on a plain thread: the readiness checks block, which is not
         // allowed on the tests' async runtimes. Tried once per binary.
-        match std::thread::spawn(start).join() {
+        match std::thread::spawn(move || start(with_crd)).join() {
             Ok(Ok(cp)) => Ok(cp),
             Ok(Err(e)) => Err(format!("{e:#}")),
             Err(_) => Err("start-up panicked".into()),
         }
     });
     match started {
-        Ok(cp) => cp,
+        Ok(cp) => {
+            assert_eq!(
+                cp.with_crd, with_crd,
+                "one test binary, one kind of control plane"
+            );
+            cp
+        }
         Err(e) => {
             FAILED.store(true, Ordering::SeqCst);
             panic!("cannot start the control plane: {e}")
@@ -91,7 +109,7 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn start() -> anyhow::Result<ControlPlane> {
+fn start(with_crd: bool) -> anyhow::Result<ControlPlane> {
     let bin = std::env::args()
         .next()
         .and_then(|a| {
@@ -105,10 +123,10 @@ fn start() -> anyhow::Result<ControlPlane> {
         .join(".test-logs")
         .join(format!("{bin}-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    start_in(dir.clone()).map_err(|e| e.context(format!("logs in {}", dir.display())))
+    start_in(dir.clone(), with_crd).map_err(|e| e.context(format!("logs in {}", dir.display())))
 }
 
-fn start_in(dir: PathBuf) -> anyhow::Result<ControlPlane> {
+fn start_in(dir: PathBuf, with_crd: bool) -> anyhow::Result<ControlPlane> {
     let apiserver = tool("kube-apiserver")?;
     let etcd = tool("etcd")?;
     let kcm = tool("kube-controller-manager")?;
@@ -180,6 +198,9 @@ fn start_in(dir: PathBuf) -> anyhow::Result<ControlPlane> {
 
     let kubeconfig = dir.join("admin.kubeconfig");
     pki.write_kubeconfig(&kubeconfig, &server, "admin", &["system:masters"])?;
+    if with_crd {
+        install_crd(&kubeconfig)?;
+    }
     let kcm_kubeconfig = dir.join("kcm.kubeconfig");
     // Without per-controller service-account credentials the controllers act
     // as this one user, which needs the rights each of them would have.
@@ -210,12 +231,47 @@ fn start_in(dir: PathBuf) -> anyhow::Result<ControlPlane> {
         ],
     )?;
     Ok(ControlPlane {
+        with_crd,
         dir,
         server,
         kubeconfig,
         audit_log,
         certs: pki,
         keeper,
+    })
+}
+
+/// Applies the CRD and waits until it is Established.
+fn install_crd(kubeconfig: &Path) -> anyhow::Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Api, Patch, PatchParams};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let kc = Kubeconfig::read_from(kubeconfig)?;
+        let config = Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+        let crds: Api<CustomResourceDefinition> = Api::all(Client::try_from(config)?);
+        let crd = sigstore_operator::crd::crd();
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crds.patch(
+            &name,
+            &PatchParams::apply("sigstore-operator-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
+        for _ in 0..300 {
+            let c = crds.get(&name).await?;
+            let conditions = c.status.and_then(|s| s.conditions).unwrap_or_default();
+            if conditions
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("CRD {name} not Established after 30 s")
     })
 }
 
