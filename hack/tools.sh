@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds the test tools (etcd, kube-apiserver, kube-controller-manager) from the
-# Go module proxy into a cache keyed by version. No prebuilt binary is
+# Builds the test tools (etcd, kube-apiserver, kube-controller-manager and the
+# Sigstore servers) from the Go module proxy into a cache keyed by version, and
+# installs MariaDB and Redis from apt when missing. No prebuilt binary is
 # downloaded: nothing but the module proxy is reachable on the build machines.
 #
-# Usage: hack/tools.sh [etcd|kube|all]   (default: all)
+# Usage: hack/tools.sh [etcd|kube|sigstore|apt|all]   (default: all)
 # Env:   TOOLS_DIR  cache root (default: <repo>/.tools, gitignored)
 set -euo pipefail
 
@@ -92,9 +93,57 @@ GO
   link "kube-controller-manager-$KUBE_VERSION" kube-controller-manager
 }
 
+# go_install NAME VERSION PACKAGE: `go install PACKAGE@vVERSION` into the cache
+# as NAME-VERSION, linked as NAME. These modules have no replace directives.
+go_install() {
+  local name="$1" version="$2" pkg="$3"
+  local out="$BIN/$name-$version"
+  if [[ -x "$out" ]]; then log "$name $version cached"; link "$name-$version" "$name"; return; fi
+  need_go
+  local gobin="$TOOLS_DIR/src/gobin-$name-$version" t0=$SECONDS
+  rm -rf "$gobin" && mkdir -p "$gobin"
+  GOBIN="$gobin" go install -trimpath -ldflags "-s -w" "$pkg@v$version"
+  mv "$gobin/$(basename "$pkg")" "$out"
+  rm -rf "$gobin"
+  link "$name-$version" "$name"
+  log "$name $version built in $((SECONDS - t0))s"
+}
+
+build_sigstore() {
+  go_install trillian_log_server "$TRILLIAN_VERSION" github.com/google/trillian/cmd/trillian_log_server
+  go_install trillian_log_signer "$TRILLIAN_VERSION" github.com/google/trillian/cmd/trillian_log_signer
+  go_install ct_server "$CTGO_VERSION" github.com/google/certificate-transparency-go/trillian/ctfe/ct_server
+  go_install fulcio "$FULCIO_VERSION" github.com/sigstore/fulcio
+  go_install rekor-server "$REKOR_VERSION" github.com/sigstore/rekor/cmd/rekor-server
+  # Trillian's MySQL schema ships in its module; the tests load it.
+  local schema
+  schema="$(go env GOMODCACHE)/github.com/google/trillian@v$TRILLIAN_VERSION/storage/mysql/schema/storage.sql"
+  [[ -f "$schema" ]] || go mod download "github.com/google/trillian@v$TRILLIAN_VERSION"
+  install -m 0644 "$schema" "$TOOLS_DIR/trillian-storage-$TRILLIAN_VERSION.sql"
+}
+
+# MariaDB and Redis come from Debian's packages.
+need_apt() {
+  local missing=()
+  command -v mariadbd >/dev/null || command -v mysqld >/dev/null || missing+=(mariadb-server)
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  ((${#missing[@]} == 0)) && { log "mariadb and redis present"; return; }
+  if [[ $(id -u) -ne 0 ]]; then log "install ${missing[*]} (apt) and retry"; exit 1; fi
+  log "installing ${missing[*]} from apt"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The tests start their own servers on free ports; the packaged services
+  # are not needed.
+  for svc in mariadb redis-server; do
+    service "$svc" stop >/dev/null 2>&1 || true
+  done
+}
+
 case "${1:-all}" in
   etcd) build_etcd ;;
   kube) build_kube ;;
-  all) build_etcd; build_kube ;;
-  *) log "unknown target: $1 (etcd|kube|all)"; exit 2 ;;
+  sigstore) build_sigstore ;;
+  apt) need_apt ;;
+  all) need_apt; build_etcd; build_kube; build_sigstore ;;
+  *) log "unknown target: $1 (etcd|kube|sigstore|apt|all)"; exit 2 ;;
 esac

@@ -38,6 +38,9 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A stage failed.
+    #[error("stage failed: {0}")]
+    Stage(#[from] crate::stage::StageError),
     /// The metrics/health HTTP server failed.
     #[error("HTTP server on {addr} failed: {source}")]
     Http {
@@ -65,6 +68,7 @@ impl Error {
             Self::MissingField { .. } => "missing_field",
             Self::Serialize { .. } => "serialize",
             Self::Http { .. } => "http",
+            Self::Stage(_) => "stage",
         }
     }
 }

@@ -10,9 +10,14 @@ pub mod controller;
 pub mod crd;
 pub mod error;
 pub mod health;
+pub mod keys;
 pub mod metrics;
+pub mod names;
+pub mod retry;
 pub mod shutdown;
+pub mod stage;
 pub mod telemetry;
+pub mod trillian;
 pub mod validate;
 
 pub use error::{Error, Result};

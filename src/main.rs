@@ -5,10 +5,12 @@ use std::{process::ExitCode, sync::Arc};
 use clap::Parser;
 use sigstore_operator::{
     Error, Result,
-    cli::{Cli, Command, RunArgs},
+    cli::{Cli, Command, RunArgs, StageArgs, StageCommand},
     controller, crd, health,
     metrics::Metrics,
-    shutdown, telemetry,
+    shutdown,
+    stage::{StageContext, createtree},
+    telemetry,
 };
 
 #[tokio::main]
@@ -18,7 +20,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args).await,
         Command::Crd => print_crd(),
-        Command::Stage(stage) => match stage {},
+        Command::Stage(stage) => run_stage(stage).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -27,6 +29,34 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn run_stage(stage: StageCommand) -> Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let cancel = shutdown::on_signal();
+    let context = |common: StageArgs| StageContext {
+        client: client.clone(),
+        namespace: common.namespace,
+        stack: common.stack,
+        cancel: cancel.clone(),
+        timeout: common.timeout.as_std(),
+    };
+    match stage {
+        StageCommand::Createtree(args) => {
+            let ctx = context(args.common);
+            let stage_args = createtree::Args {
+                log: args.log,
+                trillian: args.trillian_address,
+                config_map: args.config_map,
+            };
+            let outcome = createtree::run(&ctx, &stage_args).await?;
+            // The ID on stdout, for scripts.
+            println!("{}", outcome.tree_id());
+        }
+    }
+    Ok(())
 }
 
 fn print_crd() -> Result<()> {

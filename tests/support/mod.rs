@@ -11,6 +11,7 @@ mod certs;
 pub mod manifests;
 mod operator;
 mod procs;
+pub mod trillian;
 
 use std::{
     path::{Path, PathBuf},
@@ -23,14 +24,17 @@ use std::{
 
 use kube::{Client, Config, config::Kubeconfig};
 
-pub use operator::Operator;
-use procs::Keeper;
+#[allow(unused_imports)]
+pub use operator::{Operator, Output, run_cli};
+pub use procs::Keeper;
 
 /// Controllers of kube-controller-manager the tests rely on.
 const CONTROLLERS: &str = "garbage-collector-controller,namespace-controller,\
                            serviceaccount-controller,serviceaccount-token-controller";
 
 static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
+static KEEPER: OnceLock<Keeper> = OnceLock::new();
+static LOGS: OnceLock<PathBuf> = OnceLock::new();
 static FAILED: AtomicBool = AtomicBool::new(false);
 static NS_SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -46,7 +50,41 @@ pub struct ControlPlane {
     /// The API server's audit log (JSON lines, write requests only).
     pub audit_log: PathBuf,
     certs: certs::Pki,
-    keeper: Keeper,
+}
+
+/// This test binary's log directory: `.test-logs/<binary>-<pid>/`. Removed
+/// at exit unless a test failed (or `KEEP_TEST_LOGS` is set).
+pub fn logs_dir() -> &'static Path {
+    LOGS.get_or_init(|| {
+        let bin = std::env::args()
+            .next()
+            .and_then(|a| {
+                Path::new(&a)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "test".into());
+        let bin = bin.split('-').next().unwrap_or("test").to_owned();
+        let dir = repo_root()
+            .join(".test-logs")
+            .join(format!("{bin}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the test log directory");
+        dir
+    })
+}
+
+/// Starts and stops this binary's helper processes.
+pub fn keeper() -> &'static Keeper {
+    KEEPER.get_or_init(|| {
+        // SAFETY: registering a plain extern "C" fn with no captured state.
+        unsafe { libc::atexit(stop_at_exit) };
+        Keeper::start(logs_dir())
+    })
+}
+
+/// Marks the run failed so the logs are kept.
+pub fn mark_failed() {
+    FAILED.store(true, Ordering::SeqCst);
 }
 
 /// The control plane of this test binary, started on first use, with the
@@ -110,19 +148,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 fn start(with_crd: bool) -> anyhow::Result<ControlPlane> {
-    let bin = std::env::args()
-        .next()
-        .and_then(|a| {
-            Path::new(&a)
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-        })
-        .unwrap_or_else(|| "test".into());
-    let bin = bin.split('-').next().unwrap_or("test").to_owned();
-    let dir = repo_root()
-        .join(".test-logs")
-        .join(format!("{bin}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let dir = logs_dir().to_owned();
     start_in(dir.clone(), with_crd).map_err(|e| e.context(format!("logs in {}", dir.display())))
 }
 
@@ -130,10 +156,7 @@ fn start_in(dir: PathBuf, with_crd: bool) -> anyhow::Result<ControlPlane> {
     let apiserver = tool("kube-apiserver")?;
     let etcd = tool("etcd")?;
     let kcm = tool("kube-controller-manager")?;
-    let keeper = Keeper::start(&dir);
-    // SAFETY: registering a plain extern "C" fn with no captured state.
-    unsafe { libc::atexit(stop_at_exit) };
-
+    let keeper = keeper();
     let [etcd_client, etcd_peer, api_port] = procs::free_ports::<3>()?;
     keeper.spawn(
         "etcd",
@@ -154,7 +177,7 @@ fn start_in(dir: PathBuf, with_crd: bool) -> anyhow::Result<ControlPlane> {
         &format!("http://127.0.0.1:{etcd_client}/health"),
         None,
         Duration::from_secs(30),
-        &keeper,
+        keeper,
     )?;
 
     let pki = certs::Pki::generate(&dir)?;
@@ -193,7 +216,7 @@ fn start_in(dir: PathBuf, with_crd: bool) -> anyhow::Result<ControlPlane> {
         &format!("{server}/readyz"),
         Some(&pki.serving_ca_pem),
         Duration::from_secs(90),
-        &keeper,
+        keeper,
     )?;
 
     let kubeconfig = dir.join("admin.kubeconfig");
@@ -237,7 +260,6 @@ fn start_in(dir: PathBuf, with_crd: bool) -> anyhow::Result<ControlPlane> {
         kubeconfig,
         audit_log,
         certs: pki,
-        keeper,
     })
 }
 
@@ -286,12 +308,14 @@ rules:
 "#;
 
 extern "C" fn stop_at_exit() {
-    let Some(Ok(cp)) = PLANE.get() else { return };
-    cp.keeper.stop_all();
+    if let Some(k) = KEEPER.get() {
+        k.stop_all();
+    }
+    let Some(dir) = LOGS.get() else { return };
     if FAILED.load(Ordering::SeqCst) || std::env::var_os("KEEP_TEST_LOGS").is_some() {
-        eprintln!("control-plane logs kept in {}", cp.dir.display());
+        eprintln!("test logs kept in {}", dir.display());
     } else {
-        let _ = std::fs::remove_dir_all(&cp.dir);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
@@ -399,11 +423,11 @@ impl Drop for TestNamespace {
     fn drop(&mut self) {
         if std::thread::panicking() {
             FAILED.store(true, Ordering::SeqCst);
-            if let Some(Ok(cp)) = PLANE.get() {
+            if let Some(dir) = LOGS.get() {
                 eprintln!(
                     "test in namespace {} failed; logs: {}",
                     self.name,
-                    cp.dir.display()
+                    dir.display()
                 );
             }
         }

@@ -1,0 +1,82 @@
+//! The bootstrap stages. Each is a pure core (inputs → what to write) and a
+//! thin shell that reads and writes the cluster, run as
+//! `sigstore-operator stage <name>`, by the operator's Jobs or by hand.
+
+pub mod createtree;
+
+use std::time::Duration;
+
+use kube::Client;
+use tokio_util::sync::CancellationToken;
+
+use crate::{retry::RetryError, trillian::TrillianError};
+
+/// What every stage run knows.
+#[derive(Clone)]
+pub struct StageContext {
+    /// Client for the API server.
+    pub client: Client,
+    /// The stack's namespace.
+    pub namespace: String,
+    /// The stack's name.
+    pub stack: String,
+    /// Fires on SIGTERM.
+    pub cancel: CancellationToken,
+    /// How long to wait for inputs and servers before giving up.
+    pub timeout: Duration,
+}
+
+/// Why a stage failed. The message says what to fix; it never carries key
+/// material.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// A call to the API server failed.
+    #[error("Kubernetes API call failed: {0}")]
+    Kube(#[source] Box<kube::Error>),
+    /// Trillian refused a call, or stayed unreachable until the deadline.
+    #[error("{0}")]
+    Trillian(#[source] RetryError<TrillianError>),
+    /// An existing output holds something the stage cannot use. It is left
+    /// as it is.
+    #[error("{object} key {key} holds {value:?}, which is not {expected}; fix or delete the key")]
+    BadExisting {
+        /// `ConfigMap ns/name` or `Secret ns/name`.
+        object: String,
+        /// The key.
+        key: &'static str,
+        /// What is there (never a secret).
+        value: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// Another writer set the output while this run worked.
+    #[error(
+        "{object} key {key} was set by another writer to {value:?} during this run; keeping it"
+    )]
+    Raced {
+        /// The object.
+        object: String,
+        /// The key.
+        key: &'static str,
+        /// The value found.
+        value: String,
+    },
+    /// Stopped by a signal.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl From<kube::Error> for StageError {
+    fn from(e: kube::Error) -> Self {
+        Self::Kube(Box::new(e))
+    }
+}
+
+impl From<RetryError<TrillianError>> for StageError {
+    fn from(e: RetryError<TrillianError>) -> Self {
+        match e {
+            RetryError::Cancelled => Self::Cancelled,
+            other => Self::Trillian(other),
+        }
+    }
+}
