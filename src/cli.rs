@@ -4,7 +4,11 @@ use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
 
-use crate::{api::Duration, names::Log, telemetry::LogFormat};
+use crate::{
+    api::{Duration, KeyAlgorithm},
+    names::Log,
+    telemetry::LogFormat,
+};
 
 /// Brings up private Sigstore stacks from `SigstoreStack` resources.
 #[derive(Debug, Parser)]
@@ -50,6 +54,72 @@ pub struct RunArgs {
 pub enum StageCommand {
     /// Create (or adopt) a log's Trillian tree and record its ID.
     Createtree(CreateTreeArgs),
+    /// Create Fulcio's CA, or import the user's, once.
+    Createcerts(CreateCertsArgs),
+    /// Create Rekor's signing key once.
+    Rekorkey(StageArgs),
+    /// Create the CT log's key once and write ct_server's config.
+    Createctconfig(CreateCtConfigArgs),
+}
+
+/// Flags of `stage createcerts`.
+#[derive(Debug, clap::Args)]
+pub struct CreateCertsArgs {
+    #[command(flatten)]
+    pub common: StageArgs,
+    /// Subject CN of a generated CA.
+    #[arg(long, default_value = "sigstore-operator")]
+    pub common_name: String,
+    /// Subject O of a generated CA.
+    #[arg(long, default_value = "sigstore-operator")]
+    pub organization: String,
+    /// Validity of a generated CA, as a Go duration.
+    #[arg(long, default_value = "87600h")]
+    pub validity: Duration,
+    /// Key algorithm of a generated CA.
+    #[arg(long, value_enum, default_value = "ecdsa-p256")]
+    pub key_algorithm: KeyAlgorithmArg,
+    /// Import the CA in this Secret (keys `cert`, `private`, optional
+    /// `password`) instead of generating one.
+    #[arg(long)]
+    pub existing_secret: Option<String>,
+}
+
+/// Key algorithms on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyAlgorithmArg {
+    /// ECDSA P-256.
+    EcdsaP256,
+    /// ECDSA P-384.
+    EcdsaP384,
+    /// RSA 3072.
+    Rsa3072,
+}
+
+impl From<KeyAlgorithmArg> for KeyAlgorithm {
+    fn from(a: KeyAlgorithmArg) -> Self {
+        match a {
+            KeyAlgorithmArg::EcdsaP256 => Self::EcdsaP256,
+            KeyAlgorithmArg::EcdsaP384 => Self::EcdsaP384,
+            KeyAlgorithmArg::Rsa3072 => Self::Rsa3072,
+        }
+    }
+}
+
+/// Flags of `stage createctconfig`.
+#[derive(Debug, clap::Args)]
+pub struct CreateCtConfigArgs {
+    #[command(flatten)]
+    pub common: StageArgs,
+    /// The CT log's URL path segment.
+    #[arg(long, default_value = "sigstorescaffolding")]
+    pub prefix: String,
+    /// Trillian log server gRPC address, `host:port`.
+    #[arg(long, env = "TRILLIAN_ADDRESS")]
+    pub trillian_address: String,
+    /// Where ct_server's pod mounts the CT Secret.
+    #[arg(long, default_value = "/ctfe-keys")]
+    pub keys_dir: String,
 }
 
 /// Flags every stage takes.

@@ -154,6 +154,11 @@ impl PrivateKey {
         }
     }
 
+    /// The private key, PKCS#8 DER.
+    pub fn pkcs8_der(&self) -> &[u8] {
+        &self.pkcs8
+    }
+
     /// The public key as PEM `PUBLIC KEY`.
     pub fn public_pem(&self) -> String {
         pem_encode("PUBLIC KEY", &self.public_der)

@@ -9,7 +9,7 @@ use sigstore_operator::{
     controller, crd, health,
     metrics::Metrics,
     shutdown,
-    stage::{StageContext, createtree},
+    stage::{StageContext, createcerts, createctconfig, createtree, rekorkey},
     telemetry,
 };
 
@@ -54,6 +54,29 @@ async fn run_stage(stage: StageCommand) -> Result<()> {
             let outcome = createtree::run(&ctx, &stage_args).await?;
             // The ID on stdout, for scripts.
             println!("{}", outcome.tree_id());
+        }
+        StageCommand::Createcerts(args) => {
+            let stage_args = createcerts::Args {
+                spec: createcerts::CaSpec {
+                    common_name: args.common_name,
+                    organization: args.organization,
+                    validity: args.validity.as_std(),
+                    algorithm: args.key_algorithm.into(),
+                },
+                existing_secret: args.existing_secret,
+            };
+            createcerts::run(&context(args.common), &stage_args).await?;
+        }
+        StageCommand::Rekorkey(common) => {
+            rekorkey::run(&context(common)).await?;
+        }
+        StageCommand::Createctconfig(args) => {
+            let stage_args = createctconfig::Args {
+                prefix: args.prefix,
+                trillian: args.trillian_address,
+                keys_dir: args.keys_dir,
+            };
+            createctconfig::run(&context(args.common), &stage_args).await?;
         }
     }
     Ok(())

@@ -28,6 +28,37 @@ pub fn log_config(stack: &str, log: Log) -> String {
 /// The ConfigMap key holding a tree ID.
 pub const TREE_ID_KEY: &str = "treeID";
 
+/// Fulcio's CA: keys `cert`, `private`, `public`, `password`.
+pub fn fulcio_ca(stack: &str) -> String {
+    format!("{stack}-fulcio-ca")
+}
+
+/// The public half of Fulcio's CA: keys `cert`, `public`.
+pub fn fulcio_public(stack: &str) -> String {
+    format!("{stack}-fulcio-pub")
+}
+
+/// Rekor's signing key: keys `private`, `password`, `public`.
+pub fn rekor_signer(stack: &str) -> String {
+    format!("{stack}-rekor-signer")
+}
+
+/// Rekor's public key: key `public`.
+pub fn rekor_public(stack: &str) -> String {
+    format!("{stack}-rekor-pub")
+}
+
+/// The CT log's key and config: keys `private`, `public`, `config`,
+/// `fulcio-0`, `fulcio-1`, ...
+pub fn ctlog_secret(stack: &str) -> String {
+    format!("{stack}-ctlog")
+}
+
+/// The CT log's public key: key `public`.
+pub fn ctlog_public(stack: &str) -> String {
+    format!("{stack}-ctlog-pub")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,9 +10,14 @@ use std::{
 };
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::{Api, api::PostParams};
 use sigstore_operator::{names::Log, stage::createtree::display_name, trillian::Trillian};
-use support::{TestNamespace, control_plane, run_cli, trillian::trillian};
+use support::{
+    Output, TestNamespace, control_plane, run_cli,
+    servers::{built, mount, mount_dir, port, redis, serve},
+    trillian::trillian,
+};
 
 /// Every stack name the tests use.
 const STACKS: &[&str] = &["demo", "other", "crashy"];
@@ -308,4 +313,427 @@ async fn createtree_gives_up_at_its_deadline_and_stops_on_sigterm() {
         cms.get_opt("down-rekor-config").await.unwrap().is_none(),
         "nothing written"
     );
+}
+
+type Data = BTreeMap<String, ByteString>;
+
+async fn secret(client: &kube::Client, ns: &str, name: &str) -> Secret {
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("Secret {name}: {e}"))
+}
+
+fn text(d: &Data, k: &str) -> String {
+    String::from_utf8(d.get(k).unwrap_or_else(|| panic!("key {k}")).0.clone()).unwrap()
+}
+
+fn ders(pem: &str) -> Vec<Vec<u8>> {
+    x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
+        .map(|p| p.unwrap().contents)
+        .collect()
+}
+
+/// Runs a stage; asserts it succeeded and logged no secret material.
+fn stage(kubeconfig: &std::path::Path, args: &[&str]) -> Output {
+    let out = run_cli(kubeconfig, args);
+    assert_eq!(out.code, Some(0), "{args:?} failed:\n{}", out.stderr);
+    for marker in ["PRIVATE KEY", "password\":", "-----BEGIN"] {
+        assert!(
+            !out.stderr.contains(marker),
+            "{args:?} logged {marker}:\n{}",
+            out.stderr
+        );
+    }
+    out
+}
+
+/// Every stage of a stack, in an order that makes each wait briefly at most.
+fn all_stages<'a>(
+    ns: &'a str,
+    stack: &'a str,
+    trillian: &'a str,
+    keys_dir: &'a str,
+) -> Vec<Vec<&'a str>> {
+    let common = |name: &'a str| {
+        vec![
+            "stage",
+            name,
+            "--stack",
+            stack,
+            "--namespace",
+            ns,
+            "--timeout",
+            "60s",
+        ]
+    };
+    let mut ctconfig = common("createctconfig");
+    ctconfig.extend([
+        "--trillian-address",
+        trillian,
+        "--keys-dir",
+        keys_dir,
+        "--prefix",
+        "testlog",
+    ]);
+    vec![
+        createtree(ns, stack, "ctlog", trillian),
+        createtree(ns, stack, "rekor", trillian),
+        common("createcerts"),
+        common("rekorkey"),
+        ctconfig,
+    ]
+}
+
+/// Resource versions of everything the stages wrote for `stack`.
+async fn versions(client: &kube::Client, ns: &str, stack: &str) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    for cm in ["ctlog-config", "rekor-config"] {
+        let name = format!("{stack}-{cm}");
+        let c = Api::<ConfigMap>::namespaced(client.clone(), ns)
+            .get(&name)
+            .await
+            .unwrap();
+        out.push((name, c.metadata.resource_version));
+    }
+    for s in [
+        "fulcio-ca",
+        "fulcio-pub",
+        "rekor-signer",
+        "rekor-pub",
+        "ctlog",
+        "ctlog-pub",
+    ] {
+        let name = format!("{stack}-{s}");
+        out.push((
+            name.clone(),
+            secret(client, ns, &name).await.metadata.resource_version,
+        ));
+    }
+    out
+}
+
+/// ct_server, Fulcio and Rekor start from what the stages wrote, mounted as
+/// pods mount it, and serve exactly that material.
+#[tokio::test]
+async fn stages_feed_the_real_servers() {
+    let cp = control_plane();
+    let client = cp.client().await;
+    let ns = TestNamespace::new(&client, "servers").await;
+    let tr = trillian();
+    let keys_dir = mount_dir(&format!("{}-ctfe-keys", ns.name));
+    let keys = keys_dir.display().to_string();
+    for args in all_stages(&ns.name, "demo", &tr.address, &keys) {
+        stage(&cp.kubeconfig, &args);
+    }
+    let before = versions(&client, &ns.name, "demo").await;
+
+    // ct_server, on the config and key files as mounted at --keys-dir.
+    let ct = secret(&client, &ns.name, "demo-ctlog").await.data.unwrap();
+    for (k, v) in &ct {
+        std::fs::write(keys_dir.join(k), &v.0).unwrap();
+    }
+    let fulcio_ca = secret(&client, &ns.name, "demo-fulcio-ca")
+        .await
+        .data
+        .unwrap();
+    let root = ders(&text(&fulcio_ca, "cert")).pop().unwrap();
+    let ct_port = port();
+    serve(
+        "ct_server",
+        &built("ct_server"),
+        &[
+            format!("--log_config={}", keys_dir.join("config").display()),
+            format!("--http_endpoint=127.0.0.1:{ct_port}"),
+        ],
+        ct_port,
+    );
+    let body = reqwest::get(format!(
+        "http://127.0.0.1:{ct_port}/testlog/ct/v1/get-roots"
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let roots: serde_json::Value = serde_json::from_str(&body).expect("get-roots JSON");
+    use base64::Engine;
+    let served: Vec<Vec<u8>> = roots["certificates"]
+        .as_array()
+        .expect("certificates")
+        .iter()
+        .map(|c| {
+            base64::engine::general_purpose::STANDARD
+                .decode(c.as_str().unwrap())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        served,
+        vec![root.clone()],
+        "ct_server trusts exactly Fulcio's root"
+    );
+
+    // Fulcio, with --ca=fileca on the certificate, encrypted key and password.
+    let dir = mount(&format!("{}-fulcio", ns.name), &fulcio_ca);
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        "oidc-issuers:\n  https://issuer.example:\n    issuer-url: https://issuer.example\n    client-id: sigstore\n    type: email\n",
+    )
+    .unwrap();
+    let (fulcio_port, grpc_port, metrics_port) = (port(), port(), port());
+    serve(
+        "fulcio",
+        &built("fulcio"),
+        &[
+            "serve".into(),
+            "--ca=fileca".into(),
+            format!("--fileca-cert={}", dir.join("cert").display()),
+            format!("--fileca-key={}", dir.join("private").display()),
+            format!("--fileca-key-passwd={}", text(&fulcio_ca, "password")),
+            "--fileca-watch=false".into(),
+            "--host=127.0.0.1".into(),
+            format!("--port={fulcio_port}"),
+            format!("--grpc-port={grpc_port}"),
+            format!("--metrics-port={metrics_port}"),
+            format!("--ct-log-url=http://127.0.0.1:{ct_port}/testlog"),
+            format!("--config-path={}", config.display()),
+        ],
+        fulcio_port,
+    );
+    let served = reqwest::get(format!("http://127.0.0.1:{fulcio_port}/api/v1/rootCert"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        ders(&served),
+        ders(&text(&fulcio_ca, "cert")),
+        "Fulcio serves our CA"
+    );
+
+    // Rekor, with the signing key file, its password and the tree ID.
+    let signer = secret(&client, &ns.name, "demo-rekor-signer")
+        .await
+        .data
+        .unwrap();
+    let dir = mount(&format!("{}-rekor", ns.name), &signer);
+    let tree = Api::<ConfigMap>::namespaced(client.clone(), &ns.name)
+        .get("demo-rekor-config")
+        .await
+        .unwrap()
+        .data
+        .unwrap()["treeID"]
+        .clone();
+    let (host, trillian_port) = tr.address.split_once(':').unwrap();
+    let redis_port = redis(&ns.name);
+    let rekor_port = port();
+    serve(
+        "rekor-server",
+        &built("rekor-server"),
+        &[
+            "serve".into(),
+            format!("--trillian_log_server.address={host}"),
+            format!("--trillian_log_server.port={trillian_port}"),
+            format!("--trillian_log_server.tlog_id={tree}"),
+            "--host=127.0.0.1".into(),
+            format!("--port={rekor_port}"),
+            "--rekor_server.address=127.0.0.1".into(),
+            "--redis_server.address=127.0.0.1".into(),
+            format!("--redis_server.port={redis_port}"),
+            format!("--rekor_server.signer={}", dir.join("private").display()),
+            format!("--rekor_server.signer-passwd={}", text(&signer, "password")),
+        ],
+        rekor_port,
+    );
+    let public = reqwest::get(format!(
+        "http://127.0.0.1:{rekor_port}/api/v1/log/publicKey"
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert_eq!(
+        public.trim(),
+        text(&signer, "public").trim(),
+        "Rekor signs with our key"
+    );
+    let public_copy = secret(&client, &ns.name, "demo-rekor-pub")
+        .await
+        .data
+        .unwrap();
+    assert_eq!(text(&public_copy, "public"), text(&signer, "public"));
+
+    // Every stage run again: not a byte changes.
+    for args in all_stages(&ns.name, "demo", &tr.address, &keys) {
+        stage(&cp.kubeconfig, &args);
+    }
+    assert_eq!(
+        versions(&client, &ns.name, "demo").await,
+        before,
+        "re-runs wrote nothing"
+    );
+}
+
+/// A new Fulcio CA is added to the CT log's trusted roots; the old root and
+/// the CT key stay.
+#[tokio::test]
+async fn createctconfig_keeps_old_roots_when_fulcio_rotates() {
+    let cp = control_plane();
+    let client = cp.client().await;
+    let ns = TestNamespace::new(&client, "rotate").await;
+    let tr = trillian();
+    let keys_dir = mount_dir(&format!("{}-ctfe-keys", ns.name));
+    let keys = keys_dir.display().to_string();
+    let stages = all_stages(&ns.name, "rot", &tr.address, &keys);
+    for i in [0, 2, 4] {
+        stage(&cp.kubeconfig, &stages[i]);
+    }
+    let first = secret(&client, &ns.name, "rot-ctlog").await.data.unwrap();
+    let old_root = ders(&text(
+        &secret(&client, &ns.name, "rot-fulcio-pub")
+            .await
+            .data
+            .unwrap(),
+        "cert",
+    ));
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    for s in ["rot-fulcio-ca", "rot-fulcio-pub"] {
+        secrets.delete(s, &Default::default()).await.unwrap();
+    }
+    stage(&cp.kubeconfig, &stages[2]);
+    stage(&cp.kubeconfig, &stages[4]);
+    let new_root = ders(&text(
+        &secret(&client, &ns.name, "rot-fulcio-pub")
+            .await
+            .data
+            .unwrap(),
+        "cert",
+    ));
+    assert_ne!(old_root, new_root);
+    let after = secret(&client, &ns.name, "rot-ctlog").await.data.unwrap();
+    assert_eq!(after["private"], first["private"], "CT key kept");
+    assert_eq!(after["public"], first["public"]);
+    assert_eq!(ders(&text(&after, "fulcio-0")), old_root);
+    assert_eq!(ders(&text(&after, "fulcio-1")), new_root);
+    let config = text(&after, "config");
+    assert!(
+        config.contains("fulcio-0\"") && config.contains("fulcio-1\""),
+        "{config}"
+    );
+}
+
+/// A user's CA is imported as it is (their Secret untouched); an unusable
+/// one is refused with the reason and nothing is written.
+#[tokio::test]
+async fn createcerts_imports_a_users_ca_and_refuses_a_bad_one() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let cp = control_plane();
+    let client = cp.client().await;
+    let ns = TestNamespace::new(&client, "byo").await;
+    let root_key = KeyPair::generate().unwrap();
+    let mut rp = CertificateParams::new(Vec::<String>::new()).unwrap();
+    rp.distinguished_name.push(DnType::CommonName, "BYO Root");
+    rp.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    rp.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let root_pem = rp.self_signed(&root_key).unwrap().pem();
+    let root = Issuer::new(rp, root_key);
+    let key = KeyPair::generate().unwrap();
+    let mut ip = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ip.distinguished_name
+        .push(DnType::CommonName, "BYO Intermediate");
+    ip.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ip.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    ip.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+    let chain = format!("{}{root_pem}", ip.signed_by(&key, &root).unwrap().pem());
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let user = |name: &str, private: String| Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        string_data: Some(BTreeMap::from([
+            ("cert".into(), chain.clone()),
+            ("private".into(), private),
+        ])),
+        ..Default::default()
+    };
+    let good = secrets
+        .create(&PostParams::default(), &user("my-ca", key.serialize_pem()))
+        .await
+        .unwrap();
+    let bad = secrets
+        .create(
+            &PostParams::default(),
+            &user("wrong-key", KeyPair::generate().unwrap().serialize_pem()),
+        )
+        .await
+        .unwrap();
+
+    let args = |stack: &'static str, existing: &'static str| {
+        vec![
+            "stage",
+            "createcerts",
+            "--stack",
+            stack,
+            "--namespace",
+            &ns.name,
+            "--existing-secret",
+            existing,
+        ]
+    };
+    let refused = run_cli(&cp.kubeconfig, &args("bad", "wrong-key"));
+    assert_eq!(refused.code, Some(1));
+    assert!(
+        refused.stderr.contains(&format!(
+            "Secret {}/wrong-key: key private does not match the first certificate",
+            ns.name
+        )),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        secrets.get_opt("bad-fulcio-ca").await.unwrap().is_none(),
+        "nothing written"
+    );
+    let missing = run_cli(&cp.kubeconfig, &args("bad", "no-such-secret"));
+    assert!(
+        missing
+            .stderr
+            .contains("not found; spec.fulcio.ca.existingSecret"),
+        "{}",
+        missing.stderr
+    );
+
+    stage(&cp.kubeconfig, &args("mine", "my-ca"));
+    let ca = secret(&client, &ns.name, "mine-fulcio-ca")
+        .await
+        .data
+        .unwrap();
+    assert_eq!(
+        ders(&text(&ca, "cert")),
+        ders(&chain),
+        "the user's chain, in order"
+    );
+    let pw = text(&ca, "password");
+    let imported =
+        sigstore_operator::keys::PrivateKey::from_pem(&text(&ca, "private"), Some(&pw)).unwrap();
+    assert_eq!(
+        imported.public_der,
+        rcgen::PublicKeyData::subject_public_key_info(&key)
+    );
+    for (s, original) in [("my-ca", &good), ("wrong-key", &bad)] {
+        let now = secrets.get(s).await.unwrap();
+        assert_eq!(
+            now.metadata.resource_version, original.metadata.resource_version,
+            "{s} untouched"
+        );
+    }
 }

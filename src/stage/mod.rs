@@ -2,7 +2,11 @@
 //! thin shell that reads and writes the cluster, run as
 //! `sigstore-operator stage <name>`, by the operator's Jobs or by hand.
 
+pub mod createcerts;
+pub mod createctconfig;
 pub mod createtree;
+pub mod rekorkey;
+pub mod secrets;
 
 use std::time::Duration;
 
@@ -61,6 +65,32 @@ pub enum StageError {
         /// The value found.
         value: String,
     },
+    /// An existing output lacks keys; completing it with fresh material
+    /// would not match what it holds, so it is left for a person to fix.
+    #[error("{object} exists but lacks {missing}; delete it to regenerate, or add the keys")]
+    Incomplete {
+        /// The object.
+        object: String,
+        /// The missing keys.
+        missing: String,
+    },
+    /// Making or reading a key failed.
+    #[error("{0}")]
+    Key(#[from] crate::keys::KeyError),
+    /// A certificate could not be built.
+    #[error("cannot build the certificate: {0}")]
+    Certificate(String),
+    /// A bring-your-own input is unusable; the message says why.
+    #[error("{object}: {reason}")]
+    BadInput {
+        /// The user's object.
+        object: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An input did not appear before the deadline.
+    #[error("gave up waiting for {0}")]
+    InputTimeout(String),
     /// Stopped by a signal.
     #[error("cancelled")]
     Cancelled,

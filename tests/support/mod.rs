@@ -11,6 +11,7 @@ mod certs;
 pub mod manifests;
 mod operator;
 mod procs;
+pub mod servers;
 pub mod trillian;
 
 use std::{

@@ -1,0 +1,75 @@
+//! rekorkey: Rekor's signing key, made once.
+//!
+//! Writes Secret `<stack>-rekor-signer` (`private`: P-256 PKCS#8 encrypted
+//! with PBES2, `password`, `public`) and `<stack>-rekor-pub` (`public`).
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+
+use super::{
+    StageContext, StageError,
+    secrets::{self, Created, Data},
+};
+use crate::{
+    api::KeyAlgorithm,
+    keys::{PrivateKey, random_password},
+    names,
+};
+
+/// Keys of the signer Secret.
+pub const REQUIRED: &[&str] = &["private", "password", "public"];
+
+/// A new signing key, as Secret data.
+pub fn generate() -> Result<Data, StageError> {
+    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256)?;
+    let password = random_password();
+    let private = key.encrypted_pem(&password)?;
+    let public = key.public_pem();
+    Ok(secrets::data([
+        ("private", private.as_str()),
+        ("password", password.as_str()),
+        ("public", public.as_str()),
+    ]))
+}
+
+/// Runs rekorkey; `true` when a key was made.
+pub async fn run(ctx: &StageContext) -> Result<bool, StageError> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let name = names::rekor_signer(&ctx.stack);
+    let labels = secrets::labels(&ctx.stack, "rekor");
+    let created =
+        secrets::create_once(&api, &ctx.namespace, &name, REQUIRED, &labels, generate).await?;
+    let public: Data = created
+        .data()
+        .get("public")
+        .map(|v| ("public".to_owned(), v.clone()))
+        .into_iter()
+        .collect();
+    secrets::apply_public(
+        &api,
+        &names::rekor_public(&ctx.stack),
+        "sigstore-operator-rekorkey",
+        &labels,
+        &public,
+    )
+    .await?;
+    let made = matches!(created, Created::New(_));
+    tracing::info!(secret = %name, generated = made, "Rekor signing key ready");
+    Ok(made)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_opens_with_its_password_and_matches_public() {
+        let d = generate().unwrap();
+        let text = |k| secrets::text(&d, k).unwrap();
+        assert!(text("private").starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+        let key = PrivateKey::from_pem(text("private"), Some(text("password"))).unwrap();
+        assert_eq!(key.algorithm, KeyAlgorithm::EcdsaP256);
+        assert_eq!(key.public_pem(), text("public"));
+        assert!(!text("private").contains(text("password")));
+    }
+}

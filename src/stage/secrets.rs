@@ -1,0 +1,142 @@
+//! Writing stage outputs to Secrets without ever replacing key material.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::{
+    Api,
+    api::{ObjectMeta, Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+
+use super::StageError;
+
+/// Secret data, by key.
+pub type Data = BTreeMap<String, ByteString>;
+
+/// A Secret's key as UTF-8 text.
+pub fn text<'a>(data: &'a Data, key: &str) -> Option<&'a str> {
+    data.get(key).and_then(|v| std::str::from_utf8(&v.0).ok())
+}
+
+/// Builds Secret data from text values.
+pub fn data<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> Data {
+    entries
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
+        .collect()
+}
+
+/// What [`create_once`] found or did.
+pub enum Created {
+    /// The Secret already held every required key; it was left alone.
+    Existing(Data),
+    /// The Secret was created with this data.
+    New(Data),
+}
+
+impl Created {
+    /// The data now in the Secret.
+    pub fn data(&self) -> &Data {
+        match self {
+            Self::Existing(d) | Self::New(d) => d,
+        }
+    }
+}
+
+/// Returns the Secret `name` if it holds every key in `required`; creates
+/// it from `make()` if it does not exist. A Secret missing some keys is an
+/// error: it is never completed with fresh key material that would not
+/// match what it holds.
+pub async fn create_once(
+    api: &Api<Secret>,
+    namespace: &str,
+    name: &str,
+    required: &[&'static str],
+    labels: &BTreeMap<String, String>,
+    make: impl FnOnce() -> Result<Data, StageError>,
+) -> Result<Created, StageError> {
+    if let Some(existing) = api.get_opt(name).await? {
+        return complete(namespace, name, required, existing).map(Created::Existing);
+    }
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(labels.clone()),
+            ..ObjectMeta::default()
+        },
+        data: Some(make()?),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    };
+    match api.create(&PostParams::default(), &secret).await {
+        Ok(created) => Ok(Created::New(created.data.unwrap_or_default())),
+        // Another run created it first: theirs stands.
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let existing = api.get(name).await?;
+            complete(namespace, name, required, existing).map(Created::Existing)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn complete(
+    namespace: &str,
+    name: &str,
+    required: &[&'static str],
+    secret: Secret,
+) -> Result<Data, StageError> {
+    let data = secret.data.unwrap_or_default();
+    let missing: Vec<&str> = required
+        .iter()
+        .copied()
+        .filter(|k| !data.contains_key(*k))
+        .collect();
+    if missing.is_empty() {
+        Ok(data)
+    } else {
+        Err(StageError::Incomplete {
+            object: format!("Secret {namespace}/{name}"),
+            missing: missing.join(", "),
+        })
+    }
+}
+
+/// Server-side applies public, derived data (never private keys) under
+/// `manager`, so it follows its source.
+pub async fn apply_public(
+    api: &Api<Secret>,
+    name: &str,
+    manager: &str,
+    labels: &BTreeMap<String, String>,
+    data: &Data,
+) -> Result<(), StageError> {
+    let body = json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": labels},
+        "type": "Opaque",
+        "data": data,
+    });
+    api.patch(
+        name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The labels every stage output carries.
+pub fn labels(stack: &str, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), component.into()),
+        ("app.kubernetes.io/instance".into(), stack.into()),
+        ("app.kubernetes.io/component".into(), component.into()),
+        ("app.kubernetes.io/part-of".into(), "sigstore".into()),
+        (
+            "app.kubernetes.io/managed-by".into(),
+            "sigstore-operator".into(),
+        ),
+    ])
+}
