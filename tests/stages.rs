@@ -737,3 +737,110 @@ async fn createcerts_imports_a_users_ca_and_refuses_a_bad_one() {
         );
     }
 }
+
+/// createctconfig says what it waits for, and fails with the reason when
+/// its inputs do not appear before the deadline.
+#[tokio::test]
+async fn createctconfig_waits_for_its_inputs_then_gives_up() {
+    let cp = control_plane();
+    let client = cp.client().await;
+    let ns = TestNamespace::new(&client, "ctconfig-wait").await;
+    let out = run_cli(
+        &cp.kubeconfig,
+        &[
+            "stage",
+            "createctconfig",
+            "--stack",
+            "lonely",
+            "--namespace",
+            &ns.name,
+            "--trillian-address",
+            "127.0.0.1:1",
+            "--timeout",
+            "3s",
+        ],
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let what = format!("ConfigMap {}/lonely-ctlog-config key treeID", ns.name);
+    assert!(
+        out.stderr.contains(&format!("waiting for {what}")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!("gave up waiting for {what}")),
+        "{}",
+        out.stderr
+    );
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    assert!(
+        secrets.get_opt("lonely-ctlog").await.unwrap().is_none(),
+        "nothing written"
+    );
+}
+
+/// OpenSSL, a parser independent of this project's crypto crates, opens the
+/// encrypted keys with their passwords and finds the certificate's key.
+#[tokio::test]
+async fn openssl_reads_what_the_stages_write() {
+    let cp = control_plane();
+    let client = cp.client().await;
+    let ns = TestNamespace::new(&client, "openssl").await;
+    let common = |name: &'static str| {
+        vec![
+            "stage",
+            name,
+            "--stack",
+            "ossl",
+            "--namespace",
+            ns.name.as_str(),
+        ]
+    };
+    stage(&cp.kubeconfig, &common("createcerts"));
+    stage(&cp.kubeconfig, &common("rekorkey"));
+    let dir = mount_dir(&format!("{}-openssl", ns.name));
+    let openssl = |args: &[&str]| -> String {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for (secret_name, cert) in [("ossl-fulcio-ca", true), ("ossl-rekor-signer", false)] {
+        let data = secret(&client, &ns.name, secret_name).await.data.unwrap();
+        let enc = dir.join(format!("{secret_name}.key"));
+        let pw = dir.join(format!("{secret_name}.pw"));
+        std::fs::write(&enc, text(&data, "private")).unwrap();
+        std::fs::write(&pw, text(&data, "password")).unwrap();
+        let (enc, pw) = (enc.display().to_string(), format!("file:{}", pw.display()));
+        // The encryption is PBES2 with PBKDF2-HMAC-SHA256 and AES-256-CBC.
+        let asn1 = openssl(&["asn1parse", "-in", &enc]);
+        for oid in ["PBES2", "PBKDF2", "hmacWithSHA256", "aes-256-cbc"] {
+            assert!(
+                asn1.contains(oid),
+                "{secret_name}: {oid} missing in\n{asn1}"
+            );
+        }
+        let public = openssl(&["pkey", "-in", &enc, "-passin", &pw, "-pubout"]);
+        assert_eq!(public.trim(), text(&data, "public").trim(), "{secret_name}");
+        if cert {
+            let c = dir.join("fulcio.crt");
+            std::fs::write(&c, text(&data, "cert")).unwrap();
+            let c = c.display().to_string();
+            let cert_public = openssl(&["x509", "-in", &c, "-noout", "-pubkey"]);
+            assert_eq!(cert_public.trim(), public.trim());
+            let info = openssl(&["x509", "-in", &c, "-noout", "-text"]);
+            assert!(info.contains("CA:TRUE"), "{info}");
+            assert!(info.contains("Certificate Sign"), "{info}");
+            assert!(
+                info.contains("CN=sigstore-operator") || info.contains("CN = sigstore-operator"),
+                "{info}"
+            );
+        }
+    }
+}
