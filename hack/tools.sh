@@ -125,7 +125,8 @@ build_sigstore() {
 # MariaDB and Redis come from Debian's packages.
 need_apt() {
   local missing=()
-  command -v mariadbd >/dev/null || command -v mysqld >/dev/null || missing+=(mariadb-server)
+  { command -v mariadbd && command -v mariadb-install-db && command -v mariadb; } >/dev/null ||
+    missing+=(mariadb-server mariadb-client)
   command -v redis-server >/dev/null || missing+=(redis-server)
   ((${#missing[@]} == 0)) && { log "mariadb and redis present"; return; }
   if [[ $(id -u) -ne 0 ]]; then log "install ${missing[*]} (apt) and retry"; exit 1; fi
