@@ -175,45 +175,27 @@ mod tests {
         assert_eq!(cli.log_format, LogFormat::Text);
     }
 
+    fn parse(args: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("sigstore-operator").chain(args.split_whitespace()))
+    }
+
     #[test]
     fn createtree_flags() {
-        let cli = Cli::try_parse_from([
-            "sigstore-operator",
-            "stage",
-            "createtree",
-            "--stack",
-            "demo",
-            "--namespace",
-            "ns",
-            "--log",
-            "ctlog",
-            "--trillian-address",
-            "trillian:8090",
-            "--timeout",
-            "90s",
-        ])
-        .unwrap();
+        let base = "stage createtree --stack demo --namespace ns --trillian-address t:8090";
+        let cli = parse(&format!("{base} --log ctlog --timeout 90s")).unwrap();
         let Command::Stage(StageCommand::Createtree(args)) = cli.command else {
             panic!("expected createtree")
         };
         assert_eq!(args.log, Log::Ctlog);
         assert_eq!(args.common.timeout.as_std().as_secs(), 90);
-        let err = Cli::try_parse_from([
-            "sigstore-operator",
-            "stage",
-            "createtree",
-            "--stack",
-            "demo",
-            "--namespace",
-            "ns",
-            "--log",
-            "fulcio",
-            "--trillian-address",
-            "t:1",
-        ])
-        .unwrap_err()
-        .to_string();
+        let err = parse(&format!("{base} --log fulcio"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--log"), "{err}");
+        let err = parse(&format!("{base} --log rekor --timeout soon"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--timeout"), "{err}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::{Api, api::PostParams};
 use sigstore_operator::{names::Log, stage::createtree::display_name, trillian::Trillian};
 use support::{
-    Output, TestNamespace, control_plane, run_cli,
+    Output, run_cli,
     servers::{built, mount, mount_dir, port, redis, serve},
     trillian::trillian,
 };
@@ -64,9 +64,7 @@ async fn tree_ids(t: &Trillian, ns: &str, stacks: &[&str]) -> Vec<i64> {
 
 #[tokio::test]
 async fn createtree_creates_once_and_reruns_change_nothing() {
-    let cp = control_plane();
-    let client = cp.client().await;
-    let ns = TestNamespace::new(&client, "createtree").await;
+    let (cp, client, ns) = support::setup("createtree").await;
     let tr = trillian();
     let t = Trillian::connect_lazy(&tr.address).unwrap();
 
@@ -155,9 +153,7 @@ async fn createtree_creates_once_and_reruns_change_nothing() {
 /// tree behind; the next run adopts it instead of creating another.
 #[tokio::test]
 async fn createtree_adopts_the_tree_of_a_run_that_died() {
-    let cp = control_plane();
-    let client = cp.client().await;
-    let ns = TestNamespace::new(&client, "createtree-adopt").await;
+    let (cp, client, ns) = support::setup("createtree-adopt").await;
     let tr = trillian();
     let t = Trillian::connect_lazy(&tr.address).unwrap();
     // What the dead run did: CreateTree with the stack's name, nothing more.
@@ -215,9 +211,7 @@ async fn createtree_adopts_the_tree_of_a_run_that_died() {
 
 #[tokio::test]
 async fn createtree_never_replaces_a_recorded_value() {
-    let cp = control_plane();
-    let client = cp.client().await;
-    let ns = TestNamespace::new(&client, "createtree-garbage").await;
+    let (cp, client, ns) = support::setup("createtree-garbage").await;
     let tr = trillian();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
     let cm = ConfigMap {
@@ -254,9 +248,7 @@ async fn createtree_never_replaces_a_recorded_value() {
 
 #[tokio::test]
 async fn createtree_gives_up_at_its_deadline_and_stops_on_sigterm() {
-    let cp = control_plane();
-    let client = cp.client().await;
-    let ns = TestNamespace::new(&client, "createtree-down").await;
+    let (cp, client, ns) = support::setup("createtree-down").await;
     // Nothing listens here.
     let dead = format!(
         "127.0.0.1:{}",
@@ -417,9 +409,7 @@ async fn versions(client: &kube::Client, ns: &str, stack: &str) -> Vec<(String, 
 /// pods mount it, and serve exactly that material.
 #[tokio::test]
 async fn stages_feed_the_real_servers() {
-    let cp = control_plane();
-    let client = cp.client().await;
-    let ns = TestNamespace::new(&client, "servers").await;
+    let (cp, client, ns) = support::setup("servers").await;
     let tr = trillian();
     let keys_dir = mount_dir(&format!("{}-ctfe-keys", ns.name));
     let keys = keys_dir.display().to_string();
@@ -582,9 +572,7 @@ async fn stages_feed_the_real_servers() {
 /// the CT key stay.
 #[tokio::test]
 async fn createctconfig_keeps_old_roots_when_fulcio_rotates() {
-    let cp = control_plane();
-    let client = cp.client().await;
-    let ns = TestNamespace::new(&client, "rotate").await;
+    let (cp, client, ns) = support::setup("rotate").await;
     let tr = trillian();
     let keys_dir = mount_dir(&format!("{}-ctfe-keys", ns.name));
     let keys = keys_dir.display().to_string();
@@ -634,9 +622,7 @@ async fn createcerts_imports_a_users_ca_and_refuses_a_bad_one() {
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
         KeyPair, KeyUsagePurpose,
     };
-    let cp = control_plane();
-    let client = cp.client().await;
-    let ns = TestNamespace::new(&client, "byo").await;
+    let (cp, client, ns) = support::setup("byo").await;
     let root_key = KeyPair::generate().unwrap();
     let mut rp = CertificateParams::new(Vec::<String>::new()).unwrap();
     rp.distinguished_name.push(DnType::CommonName, "BYO Root");
@@ -742,9 +728,7 @@ async fn createcerts_imports_a_users_ca_and_refuses_a_bad_one() {
 /// its inputs do not appear before the deadline.
 #[tokio::test]
 async fn createctconfig_waits_for_its_inputs_then_gives_up() {
-    let cp = control_plane();
-    let client = cp.client().await;
-    let ns = TestNamespace::new(&client, "ctconfig-wait").await;
+    let (cp, client, ns) = support::setup("ctconfig-wait").await;
     let out = run_cli(
         &cp.kubeconfig,
         &[
@@ -783,9 +767,7 @@ async fn createctconfig_waits_for_its_inputs_then_gives_up() {
 /// encrypted keys with their passwords and finds the certificate's key.
 #[tokio::test]
 async fn openssl_reads_what_the_stages_write() {
-    let cp = control_plane();
-    let client = cp.client().await;
-    let ns = TestNamespace::new(&client, "openssl").await;
+    let (cp, client, ns) = support::setup("openssl").await;
     let common = |name: &'static str| {
         vec![
             "stage",

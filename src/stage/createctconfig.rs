@@ -184,6 +184,17 @@ pub async fn run(ctx: &StageContext, args: &Args) -> Result<bool, StageError> {
 
     let name = names::ctlog_secret(&ctx.stack);
     let labels = secrets::labels(&ctx.stack, "ctlog");
+    let render = |key: &PrivateKey, roots: &[String]| {
+        render_config(&ConfigInputs {
+            tree_id,
+            prefix: &args.prefix,
+            trillian: &args.trillian,
+            keys_dir: &args.keys_dir,
+            roots,
+            private_der: key.pkcs8_der(),
+            public_der: &key.public_der,
+        })
+    };
     let created = secrets::create_once(
         &secrets_api,
         &ctx.namespace,
@@ -193,15 +204,7 @@ pub async fn run(ctx: &StageContext, args: &Args) -> Result<bool, StageError> {
         || {
             let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256)?;
             let (roots, added) = merge_roots(&Data::new(), &root);
-            let config = render_config(&ConfigInputs {
-                tree_id,
-                prefix: &args.prefix,
-                trillian: &args.trillian,
-                keys_dir: &args.keys_dir,
-                roots: &roots,
-                private_der: key.pkcs8_der(),
-                public_der: &key.public_der,
-            });
+            let config = render(&key, &roots);
             let private = key.pkcs8_pem();
             let public = key.public_pem();
             let mut data = secrets::data([
@@ -228,15 +231,7 @@ pub async fn run(ctx: &StageContext, args: &Args) -> Result<bool, StageError> {
                     expected: "the CT log's PKCS#8 PEM private key",
                 })?;
         let (roots, added) = merge_roots(existing, &root);
-        let config = render_config(&ConfigInputs {
-            tree_id,
-            prefix: &args.prefix,
-            trillian: &args.trillian,
-            keys_dir: &args.keys_dir,
-            roots: &roots,
-            private_der: key.pkcs8_der(),
-            public_der: &key.public_der,
-        });
+        let config = render(&key, &roots);
         let mut changes: BTreeMap<String, String> = BTreeMap::new();
         if secrets::text(existing, "config") != Some(config.as_str()) {
             changes.insert("config".into(), config);

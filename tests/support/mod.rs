@@ -435,6 +435,15 @@ impl Drop for TestNamespace {
     }
 }
 
+/// The usual start of a test: the control plane, an admin client and a
+/// namespace of its own.
+pub async fn setup(test: &str) -> (&'static ControlPlane, Client, TestNamespace) {
+    let cp = control_plane();
+    let client = cp.client().await;
+    let ns = TestNamespace::new(&client, test).await;
+    (cp, client, ns)
+}
+
 /// Polls `check` every 100 ms until it returns `Some`, or panics after
 /// `timeout` with `what`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T

@@ -56,14 +56,7 @@ impl Operator {
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        self.wait_exit(timeout)
     }
 
     /// Waits for the process to exit by itself.
