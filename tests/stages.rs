@@ -413,10 +413,20 @@ async fn stages_feed_the_real_servers() {
     let tr = trillian();
     let keys_dir = mount_dir(&format!("{}-ctfe-keys", ns.name));
     let keys = keys_dir.display().to_string();
+    let mut logs = String::new();
     for args in all_stages(&ns.name, "demo", &tr.address, &keys) {
-        stage(&cp.kubeconfig, &args);
+        logs.push_str(&stage(&cp.kubeconfig, &args).stderr);
     }
     let before = versions(&client, &ns.name, "demo").await;
+    // No password reached the logs.
+    for s in ["demo-fulcio-ca", "demo-rekor-signer"] {
+        let pw = text(
+            &secret(&client, &ns.name, s).await.data.unwrap(),
+            "password",
+        );
+        assert_eq!(pw.len(), 32);
+        assert!(!logs.contains(&pw), "the password of {s} was logged");
+    }
 
     // ct_server, on the config and key files as mounted at --keys-dir.
     let ct = secret(&client, &ns.name, "demo-ctlog").await.data.unwrap();
