@@ -22,7 +22,7 @@ test-unit: ## Unit tests and the CRD drift check only (no control plane).
 	$(CARGO) test --locked --lib --bins --test crd_drift
 
 test-cluster: tools ## Only the tests on the real control plane.
-	$(CARGO) test --locked --test control_plane --test operator_without_crd --test stages
+	$(CARGO) test --locked --test control_plane --test operator_without_crd --test stages --test unreadable_stack
 
 tools: ## Build etcd, kube-apiserver and kube-controller-manager from the Go module proxy (cached by version).
 	hack/tools.sh all

@@ -13,6 +13,7 @@ use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, Client, CustomResourceExt,
+    core::DeserializeGuard,
     runtime::{Controller, reflector::ObjectRef, watcher},
 };
 use tokio_util::sync::CancellationToken;
@@ -60,7 +61,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<()> {
     ensure_crd_installed(&client).await?;
-    let stacks: Api<SigstoreStack> = match &options.namespace {
+    // Guarded, so one stack that cannot be read never stalls the watch.
+    let stacks: Api<DeserializeGuard<SigstoreStack>> = match &options.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };

@@ -5,6 +5,7 @@ use std::{sync::Arc, time::Instant};
 use kube::{
     Api, ResourceExt,
     api::{Patch, PatchParams},
+    core::DeserializeGuard,
     runtime::{controller::Action, reflector::ObjectRef},
 };
 use serde_json::json;
@@ -17,14 +18,28 @@ use crate::{
 };
 
 /// Brings one stack's status up to date. Writes nothing when nothing changed.
-#[tracing::instrument(skip_all, fields(stack = %stack.name_any(), namespace = stack.namespace()))]
-pub async fn reconcile(stack: Arc<SigstoreStack>, ctx: Arc<Context>) -> Result<Action> {
+#[tracing::instrument(skip_all, fields(stack = %guard.name_any(), namespace = guard.namespace()))]
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<SigstoreStack>>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
     let started = Instant::now();
-    let result = reconcile_inner(&stack, &ctx).await;
+    let stack = match &guard.0 {
+        Ok(stack) => stack,
+        Err(invalid) => {
+            // A stack this version cannot read (stored under another schema)
+            // must not stall the others: say so and wait for a change.
+            tracing::error!(error = %invalid.error, "cannot read this SigstoreStack; fix its spec");
+            ctx.metrics
+                .observe(started.elapsed(), Some("invalid_object"));
+            return Ok(Action::await_change());
+        }
+    };
+    let result = reconcile_inner(stack, &ctx).await;
     if result.is_ok()
         && let Ok(mut failures) = ctx.failures.lock()
     {
-        failures.remove(&ObjectRef::from_obj(stack.as_ref()));
+        failures.remove(&ObjectRef::from_obj(stack));
     }
     ctx.metrics
         .observe(started.elapsed(), result.as_ref().err().map(Error::label));
@@ -70,10 +85,17 @@ async fn apply_status(
 /// Retries a failed stack with a delay that grows with each failure in a row.
 /// An invalid spec is not an error here: it is reported in status and waits
 /// for a change.
-pub fn error_policy(stack: Arc<SigstoreStack>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(
+    stack: Arc<DeserializeGuard<SigstoreStack>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let Ok(readable) = &stack.0 else {
+        return Action::await_change();
+    };
     let failures = match ctx.failures.lock() {
         Ok(mut map) => {
-            let n = map.entry(ObjectRef::from_obj(stack.as_ref())).or_insert(0);
+            let n = map.entry(ObjectRef::from_obj(readable)).or_insert(0);
             *n = n.saturating_add(1);
             *n
         }
