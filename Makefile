@@ -5,7 +5,7 @@ CARGO ?= cargo
 TOOLS_DIR ?= $(CURDIR)/.tools
 export TOOLS_DIR
 
-.PHONY: all build test test-unit test-cluster tools crds fmt fmt-check lint run up clean-tools help
+.PHONY: all build test test-unit test-cluster tools crds fmt fmt-check lint bench run up clean-tools help
 
 all: build
 
@@ -26,6 +26,9 @@ test-cluster: tools ## Only the tests on the real control plane.
 
 tools: ## Build etcd, kube-apiserver and kube-controller-manager from the Go module proxy (cached by version).
 	hack/tools.sh all
+
+bench: ## Measure the stages' pure work (figures only, nothing asserted).
+	$(CARGO) bench --locked --bench keys
 
 crds: ## Regenerate the CRD YAML from the Rust types.
 	$(CARGO) run --locked --quiet -- crd > crds/sigstorestack.yaml
