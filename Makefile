@@ -16,7 +16,7 @@ build: ## Build the operator binary.
 	$(CARGO) build --locked
 
 test: tools ## Everything: unit tests, CRD drift, and the real control plane.
-	$(CARGO) test --locked --all-targets
+	$(CARGO) test --locked --lib --bins --tests
 
 test-unit: ## Unit tests and the CRD drift check only (no control plane).
 	$(CARGO) test --locked --lib --bins --test crd_drift
