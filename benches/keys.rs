@@ -21,12 +21,19 @@ fn bench(name: &str, budget: Duration, mut f: impl FnMut()) {
         n += 1;
     }
     let mean = start.elapsed() / n;
-    println!("{name:<40} {:>10.3} ms  ({n} runs)", mean.as_secs_f64() * 1000.0);
+    println!(
+        "{name:<40} {:>10.3} ms  ({n} runs)",
+        mean.as_secs_f64() * 1000.0
+    );
 }
 
 fn main() {
     let budget = Duration::from_secs(2);
-    for alg in [KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384, KeyAlgorithm::Rsa3072] {
+    for alg in [
+        KeyAlgorithm::EcdsaP256,
+        KeyAlgorithm::EcdsaP384,
+        KeyAlgorithm::Rsa3072,
+    ] {
         bench(&format!("generate key {alg:?}"), budget, || {
             PrivateKey::generate(alg).expect("key");
         });
@@ -50,15 +57,19 @@ fn main() {
         generate(&spec, time::OffsetDateTime::now_utc()).expect("CA");
     });
     let roots: Vec<String> = (0..4).map(|i| format!("fulcio-{i}")).collect();
-    bench("createctconfig core (render config)", Duration::from_millis(500), || {
-        let _ = render_config(&ConfigInputs {
-            tree_id: 1,
-            prefix: "sigstorescaffolding",
-            trillian: "demo-trillian.ns.svc:8090",
-            keys_dir: "/ctfe-keys",
-            roots: &roots,
-            private_der: key.pkcs8_der(),
-            public_der: &key.public_der,
-        });
-    });
+    bench(
+        "createctconfig core (render config)",
+        Duration::from_millis(500),
+        || {
+            let _ = render_config(&ConfigInputs {
+                tree_id: 1,
+                prefix: "sigstorescaffolding",
+                trillian: "demo-trillian.ns.svc:8090",
+                keys_dir: "/ctfe-keys",
+                roots: &roots,
+                private_der: key.pkcs8_der(),
+                public_der: &key.public_der,
+            });
+        },
+    );
 }

@@ -369,7 +369,34 @@ async fn operator_binary_reports_pending_and_settles() {
             .unwrap()
             .last_transition_time
     );
-    assert_eq!(cp.writes_by(user).len(), 2);
+    // One more status write, and one Warning event saying the same.
+    let writes = cp.writes_by(user);
+    let stack_writes = writes
+        .iter()
+        .filter(|w| w.resource == "sigstorestacks")
+        .count();
+    let event_writes = writes.iter().filter(|w| w.resource == "events").count();
+    assert_eq!((stack_writes, event_writes), (2, 1), "{writes:?}");
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), &ns.name);
+    let listed = events.list(&Default::default()).await.expect("events");
+    let warning = listed
+        .items
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("InvalidSpec"))
+        .expect("an InvalidSpec event");
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    assert_eq!(
+        warning.regarding.as_ref().and_then(|r| r.name.as_deref()),
+        Some("demo")
+    );
+    assert!(
+        warning
+            .note
+            .as_deref()
+            .unwrap_or_default()
+            .contains("spec.fulcio.ca.validity")
+    );
 
     let metrics = op.get("/metrics").await.expect("metrics").1;
     assert!(

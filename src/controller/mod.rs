@@ -14,7 +14,12 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::{
     Api, Client, CustomResourceExt,
     core::DeserializeGuard,
-    runtime::{Controller, reflector::ObjectRef, watcher},
+    runtime::{
+        Controller,
+        events::{Recorder, Reporter},
+        reflector::ObjectRef,
+        watcher,
+    },
 };
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +33,8 @@ pub struct Context {
     pub client: Client,
     /// The operator's metrics.
     pub metrics: Arc<Metrics>,
+    /// Publishes Events on the stacks.
+    pub recorder: Recorder,
     /// Consecutive failures per stack, for the retry backoff.
     pub failures: Mutex<HashMap<ObjectRef<SigstoreStack>, u32>>,
 }
@@ -66,7 +73,12 @@ pub async fn run(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
+    let reporter = Reporter {
+        controller: crate::FIELD_MANAGER.into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
     let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
         client,
         metrics,
         failures: Mutex::default(),

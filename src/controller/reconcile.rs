@@ -3,10 +3,14 @@
 use std::{sync::Arc, time::Instant};
 
 use kube::{
-    Api, ResourceExt,
+    Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
     core::DeserializeGuard,
-    runtime::{controller::Action, reflector::ObjectRef},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType},
+        reflector::ObjectRef,
+    },
 };
 use serde_json::json;
 
@@ -57,9 +61,31 @@ async fn reconcile_inner(stack: &SigstoreStack, ctx: &Context) -> Result<Action>
         apply_status(&api, &stack.name_any(), &desired).await?;
         ctx.metrics.status_writes.inc();
         tracing::info!(phase = ?desired.phase, "status updated");
+        if let Some(notice) = status::notice(stack.status.as_ref(), &desired) {
+            publish(ctx, stack, notice).await;
+        }
     }
     // Every change to the stack triggers a pass; there is nothing to poll.
     Ok(Action::await_change())
+}
+
+/// Records a status change as an Event on the stack. A failure is logged,
+/// not fatal: the status already says the same.
+async fn publish(ctx: &Context, stack: &SigstoreStack, notice: status::Notice) {
+    let event = Event {
+        type_: if notice.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: notice.reason,
+        note: Some(notice.note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &stack.object_ref(&())).await {
+        tracing::warn!(%error, "cannot publish an event");
+    }
 }
 
 /// Writes `status` with server-side apply on the status subresource.

@@ -54,6 +54,40 @@ pub fn desired(stack: &SigstoreStack, now: &Time) -> SigstoreStackStatus {
     }
 }
 
+/// An Event worth publishing for a status change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// Warning (something needs a person) or normal.
+    pub warning: bool,
+    /// The Ready condition's new reason.
+    pub reason: String,
+    /// Its message.
+    pub note: String,
+}
+
+/// Reasons that call for a person.
+const WARNING_REASONS: &[&str] = &[REASON_INVALID_SPEC];
+
+/// The Event for going from `old` to `new`: one when the `Ready` reason
+/// changes, except for a new stack's first `Pending`, which says nothing.
+pub fn notice(old: Option<&SigstoreStackStatus>, new: &SigstoreStackStatus) -> Option<Notice> {
+    let reason_of =
+        |s: &SigstoreStackStatus| conditions::find(&s.conditions, READY).map(|c| c.reason.clone());
+    let before = old.and_then(reason_of);
+    let ready = conditions::find(&new.conditions, READY)?;
+    if before.as_deref() == Some(ready.reason.as_str())
+        || (before.is_none() && ready.reason == REASON_PENDING)
+    {
+        return None;
+    }
+    Some(Notice {
+        warning: WARNING_REASONS.contains(&ready.reason.as_str()),
+        reason: ready.reason.clone(),
+        // Events carry at most 1 kB of note.
+        note: ready.message.chars().take(1000).collect(),
+    })
+}
+
 /// Whether `desired` differs from what the stack already carries.
 pub fn needs_write(stack: &SigstoreStack, desired: &SigstoreStackStatus) -> bool {
     stack.status.as_ref() != Some(desired)
@@ -107,6 +141,28 @@ mod tests {
         assert_eq!(next.observed_generation, Some(2));
         // Same Ready status: the transition time stays.
         assert_eq!(next.conditions[0].last_transition_time, at(5));
+    }
+
+    #[test]
+    fn notices_only_on_reason_changes() {
+        let mut s = stack(1);
+        let pending = desired(&s, &at(5));
+        assert_eq!(
+            notice(None, &pending),
+            None,
+            "a new stack's Pending is quiet"
+        );
+        s.status = Some(pending.clone());
+        s.spec.ctlog.prefix = "a/b".into();
+        let invalid = desired(&s, &at(6));
+        let n = notice(Some(&pending), &invalid).unwrap();
+        assert!(n.warning);
+        assert_eq!(n.reason, REASON_INVALID_SPEC);
+        assert!(n.note.contains("spec.ctlog.prefix"));
+        assert_eq!(notice(Some(&invalid), &invalid), None, "no repeat");
+        let fixed = notice(Some(&invalid), &pending).unwrap();
+        assert!(!fixed.warning);
+        assert_eq!(fixed.reason, REASON_PENDING);
     }
 
     #[test]
