@@ -9,6 +9,7 @@ pub mod conditions;
 pub mod controller;
 pub mod crd;
 pub mod error;
+pub mod fulcio_config;
 pub mod health;
 pub mod keys;
 pub mod metrics;

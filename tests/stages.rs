@@ -476,10 +476,26 @@ async fn stages_feed_the_real_servers() {
 
     // Fulcio, with --ca=fileca on the certificate, encrypted key and password.
     let dir = mount(&format!("{}-fulcio", ns.name), &fulcio_ca);
+    // The config the operator renders: the cluster's discovered issuer plus one from the spec.
+    let cluster_issuer = sigstore_operator::fulcio_config::discover_cluster_issuer(&client)
+        .await
+        .expect("issuer discovery");
+    assert_eq!(
+        cluster_issuer, cp.server,
+        "the API server's --service-account-issuer"
+    );
+    let spec = sigstore_operator::api::FulcioSpec {
+        oidc_issuers: vec![sigstore_operator::api::OidcIssuer {
+            issuer_url: "https://issuer.example".into(),
+            client_id: "sigstore".into(),
+            issuer_type: sigstore_operator::api::IssuerType::Email,
+        }],
+        ..Default::default()
+    };
     let config = dir.join("config.yaml");
     std::fs::write(
         &config,
-        "oidc-issuers:\n  https://issuer.example:\n    issuer-url: https://issuer.example\n    client-id: sigstore\n    type: email\n",
+        sigstore_operator::fulcio_config::render(&spec, Some(&cluster_issuer)).unwrap(),
     )
     .unwrap();
     let (fulcio_port, grpc_port, metrics_port) = (port(), port(), port());
@@ -513,6 +529,21 @@ async fn stages_feed_the_real_servers() {
         ders(&text(&fulcio_ca, "cert")),
         "Fulcio serves our CA"
     );
+    // Fulcio read the rendered issuers.
+    let configuration = reqwest::get(format!(
+        "http://127.0.0.1:{fulcio_port}/api/v2/configuration"
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    for issuer in [cluster_issuer.as_str(), "https://issuer.example"] {
+        assert!(
+            configuration.contains(issuer),
+            "{issuer} missing from {configuration}"
+        );
+    }
 
     // Rekor, with the signing key file, its password and the tree ID.
     let signer = secret(&client, &ns.name, "demo-rekor-signer")
