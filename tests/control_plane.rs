@@ -313,11 +313,15 @@ async fn operator_binary_reports_pending_and_settles() {
             .filter(|n| *n >= 2.0)
     })
     .await;
-    let writes = cp.writes_by(user);
-    assert_eq!(writes.len(), 1, "one status write, got {writes:?}");
-    assert_eq!(
-        (writes[0].verb.as_str(), writes[0].subresource.as_str()),
-        ("patch", "status")
+    // Only status patches. (Usually exactly one; a pass that ran on a cache
+    // not yet showing the first write may repeat the same patch.)
+    let settled = cp.writes_by(user);
+    assert!(!settled.is_empty());
+    assert!(
+        settled
+            .iter()
+            .all(|w| (w.verb.as_str(), w.subresource.as_str()) == ("patch", "status")),
+        "{settled:?}"
     );
 
     // A change that is not a spec change: reconciled, nothing written.
@@ -335,10 +339,10 @@ async fn operator_binary_reports_pending_and_settles() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(cp.writes_by(user).len(), 1, "no write without a change");
+    assert_eq!(cp.writes_by(user), settled, "no write without a change");
     assert_eq!(
         op.metric("sigstore_operator_status_writes_total").await,
-        Some(1.0)
+        Some(settled.len() as f64)
     );
 
     // A spec the API server accepts but the operator cannot act on.
@@ -376,7 +380,8 @@ async fn operator_binary_reports_pending_and_settles() {
         .filter(|w| w.resource == "sigstorestacks")
         .count();
     let event_writes = writes.iter().filter(|w| w.resource == "events").count();
-    assert_eq!((stack_writes, event_writes), (2, 1), "{writes:?}");
+    assert!(stack_writes > settled.len(), "{writes:?}");
+    assert!(event_writes >= 1, "{writes:?}");
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(client.clone(), &ns.name);
     let listed = events.list(&Default::default()).await.expect("events");
