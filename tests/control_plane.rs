@@ -25,28 +25,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Installs the CRD (idempotent) and waits until it is Established.
 async fn install_crd(client: &Client) -> CustomResourceDefinition {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = crd();
-    let name = crd.name_any();
-    crds.patch(
-        &name,
-        &PatchParams::apply("sigstore-operator-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("apply CRD");
-    eventually("CRD Established", WAIT, || async {
-        let c = crds.get(&name).await.ok()?;
-        let established = c
-            .status
-            .as_ref()?
-            .conditions
-            .as_ref()?
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        established.then_some(c)
-    })
-    .await
+    support::apply_crd(client, &crd()).await.expect("apply CRD")
 }
 
 fn stack(name: &str, spec: Value) -> Value {

@@ -6,39 +6,18 @@ mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
-    Api, ResourceExt,
-    api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams},
+    Api,
+    api::{ApiResource, DynamicObject, PostParams},
 };
 use serde_json::json;
 use sigstore_operator::api::{Phase, SigstoreStack};
 use support::{Operator, TestNamespace, bare_control_plane, eventually};
 
-async fn apply_crd(crds: &Api<CustomResourceDefinition>, crd: &CustomResourceDefinition) {
-    crds.patch(
-        &crd.name_any(),
-        &PatchParams::apply("sigstore-operator-tests").force(),
-        &Patch::Apply(crd),
-    )
-    .await
-    .expect("apply CRD");
-    eventually("CRD Established", Duration::from_secs(30), || async {
-        let c = crds.get(&crd.name_any()).await.ok()?;
-        let conditions = c.status?.conditions?;
-        conditions
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True")
-            .then_some(())
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn an_unreadable_stack_does_not_stall_the_others() {
     let cp = bare_control_plane();
     let client = cp.client().await;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     // An older, looser schema that accepted anything in spec.
     let mut loose = sigstore_operator::crd::crd();
     let schema = loose.spec.versions[0].schema.as_mut().unwrap();
@@ -52,7 +31,9 @@ async fn an_unreadable_stack_does_not_stall_the_others() {
         }))
         .unwrap(),
     );
-    apply_crd(&crds, &loose).await;
+    support::apply_crd(&client, &loose)
+        .await
+        .expect("loose CRD");
     let ns = TestNamespace::new(&client, "unreadable").await;
     let ar = ApiResource::erase::<SigstoreStack>(&());
     let dynamic: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &ar);
@@ -67,7 +48,9 @@ async fn an_unreadable_stack_does_not_stall_the_others() {
         .create(&PostParams::default(), &bad)
         .await
         .expect("stored under the loose schema");
-    apply_crd(&crds, &sigstore_operator::crd::crd()).await;
+    support::apply_crd(&client, &sigstore_operator::crd::crd())
+        .await
+        .expect("CRD");
 
     let kubeconfig = cp.kubeconfig_for("unreadable-operator", &["system:masters"]);
     let op = Operator::start(

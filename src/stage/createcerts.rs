@@ -285,16 +285,13 @@ pub async fn run(ctx: &StageContext, args: &Args) -> Result<Outcome, StageError>
         outcome = Outcome::Kept;
     }
     let data = created.data();
-    let public: Data = ["cert", "public"]
-        .iter()
-        .filter_map(|k| data.get(*k).map(|v| ((*k).to_owned(), v.clone())))
-        .collect();
     secrets::apply_public(
         &api,
         &names::fulcio_public(&ctx.stack),
         "sigstore-operator-createcerts",
         &labels,
-        &public,
+        data,
+        &["cert", "public"],
     )
     .await?;
     tracing::info!(secret = %name, ?outcome, "Fulcio CA ready");

@@ -249,17 +249,13 @@ pub async fn run(ctx: &StageContext, args: &Args) -> Result<bool, StageError> {
             wrote = true;
         }
     }
-    let public: Data = data
-        .get("public")
-        .map(|v| ("public".to_owned(), v.clone()))
-        .into_iter()
-        .collect();
     secrets::apply_public(
         &secrets_api,
         &names::ctlog_public(&ctx.stack),
         "sigstore-operator-createctconfig",
         &labels,
-        &public,
+        &data,
+        &["public"],
     )
     .await?;
     tracing::info!(secret = %name, tree_id, wrote, "CT log config ready");

@@ -39,18 +39,13 @@ pub async fn run(ctx: &StageContext) -> Result<bool, StageError> {
     let labels = secrets::labels(&ctx.stack, "rekor");
     let created =
         secrets::create_once(&api, &ctx.namespace, &name, REQUIRED, &labels, generate).await?;
-    let public: Data = created
-        .data()
-        .get("public")
-        .map(|v| ("public".to_owned(), v.clone()))
-        .into_iter()
-        .collect();
     secrets::apply_public(
         &api,
         &names::rekor_public(&ctx.stack),
         "sigstore-operator-rekorkey",
         &labels,
-        &public,
+        created.data(),
+        &["public"],
     )
     .await?;
     let made = matches!(created, Created::New(_));

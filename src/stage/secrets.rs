@@ -102,15 +102,20 @@ fn complete(
     }
 }
 
-/// Server-side applies public, derived data (never private keys) under
-/// `manager`, so it follows its source.
+/// Server-side applies the public keys `keys` of `source` (never private
+/// ones) as Secret `name` under `manager`, so the copy follows its source.
 pub async fn apply_public(
     api: &Api<Secret>,
     name: &str,
     manager: &str,
     labels: &BTreeMap<String, String>,
-    data: &Data,
+    source: &Data,
+    keys: &[&str],
 ) -> Result<(), StageError> {
+    let data: Data = keys
+        .iter()
+        .filter_map(|k| source.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+        .collect();
     let body = json!({
         "apiVersion": "v1",
         "kind": "Secret",

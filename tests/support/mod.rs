@@ -23,6 +23,7 @@ use std::{
     time::Duration,
 };
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{Client, Config, config::Kubeconfig};
 
 #[allow(unused_imports)]
@@ -264,38 +265,49 @@ fn start_in(dir: PathBuf, with_crd: bool) -> anyhow::Result<ControlPlane> {
     })
 }
 
-/// Applies the CRD and waits until it is Established.
+/// Applies the CRD (during start-up, before the tests' runtimes exist).
 fn install_crd(kubeconfig: &Path) -> anyhow::Result<()> {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    use kube::api::{Api, Patch, PatchParams};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let kc = Kubeconfig::read_from(kubeconfig)?;
         let config = Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-        let crds: Api<CustomResourceDefinition> = Api::all(Client::try_from(config)?);
-        let crd = sigstore_operator::crd::crd();
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.patch(
-            &name,
-            &PatchParams::apply("sigstore-operator-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await?;
-        for _ in 0..300 {
-            let c = crds.get(&name).await?;
-            let conditions = c.status.and_then(|s| s.conditions).unwrap_or_default();
-            if conditions
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        anyhow::bail!("CRD {name} not Established after 30 s")
+        apply_crd(&Client::try_from(config)?, &sigstore_operator::crd::crd()).await?;
+        Ok(())
     })
+}
+
+/// Server-side applies `crd` and waits up to 30 s until it is Established.
+pub async fn apply_crd(
+    client: &Client,
+    crd: &CustomResourceDefinition,
+) -> anyhow::Result<CustomResourceDefinition> {
+    use kube::api::{Api, Patch, PatchParams};
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    crds.patch(
+        &name,
+        &PatchParams::apply("sigstore-operator-tests").force(),
+        &Patch::Apply(crd),
+    )
+    .await?;
+    for _ in 0..300 {
+        let c = crds.get(&name).await?;
+        let established = c
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
+        if established {
+            return Ok(c);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("CRD {name} not Established after 30 s")
 }
 
 /// Writes are what the tests count; reads are not logged.

@@ -104,6 +104,20 @@ impl Keeper {
         Ok(())
     }
 
+    /// Waits until something listens on 127.0.0.1:`port`; fails with the
+    /// log tail if a child exits first.
+    pub fn wait_port(&self, port: u16, what: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            self.check_alive()?;
+            if Instant::now() > deadline {
+                bail!("{what} did not listen on port {port} within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
     /// SIGTERM to every child, SIGKILL to those still up after 5 s.
     pub fn stop_all(&self) {
         let Ok(mut children) = self.children.lock() else {

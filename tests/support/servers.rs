@@ -3,9 +3,8 @@
 
 use std::{
     collections::BTreeMap,
-    net::TcpStream,
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use k8s_openapi::ByteString;
@@ -37,17 +36,9 @@ pub fn serve(log_name: &str, program: &Path, args: &[String], port: u16) {
     keeper()
         .spawn(log_name, program, args)
         .unwrap_or_else(|e| panic!("start {log_name}: {e:#}"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Err(e) = keeper().check_alive() {
-            super::mark_failed();
-            panic!("{e:#}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{log_name} did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    if let Err(e) = keeper().wait_port(port, log_name, Duration::from_secs(60)) {
+        super::mark_failed();
+        panic!("{e:#}");
     }
 }
 

@@ -2,11 +2,10 @@
 //! signer (built by `make tools`), once per test binary.
 
 use std::{
-    net::TcpStream,
     path::{Path, PathBuf},
     process::Command,
     sync::OnceLock,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context, bail};
@@ -71,18 +70,6 @@ fn schema() -> anyhow::Result<PathBuf> {
         path.display()
     );
     Ok(path)
-}
-
-fn wait_port(port: u16, what: &str, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        keeper().check_alive()?;
-        if Instant::now() > deadline {
-            bail!("{what} did not listen on port {port} within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
 }
 
 fn sql(client: &Path, port: u16, db: Option<&str>, input: &str) -> anyhow::Result<()> {
@@ -162,7 +149,7 @@ fn start() -> anyhow::Result<TrillianEnv> {
             "--innodb-flush-log-at-trx-commit=0".into(),
         ],
     )?;
-    wait_port(mysql_port, "mariadb", Duration::from_secs(60))?;
+    keeper().wait_port(mysql_port, "mariadb", Duration::from_secs(60))?;
     sql(
         &client,
         mysql_port,
@@ -200,7 +187,7 @@ fn start() -> anyhow::Result<TrillianEnv> {
             format!("--http_endpoint=127.0.0.1:{signer_http}"),
         ],
     )?;
-    wait_port(rpc, "trillian_log_server", Duration::from_secs(60))?;
+    keeper().wait_port(rpc, "trillian_log_server", Duration::from_secs(60))?;
     Ok(TrillianEnv {
         address: format!("127.0.0.1:{rpc}"),
         mysql_port,
