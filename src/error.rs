@@ -21,6 +21,9 @@ pub enum Error {
     /// The kubeconfig or in-cluster configuration could not be loaded.
     #[error("cannot configure the Kubernetes client: {0}")]
     Config(String),
+    /// The CRD could not be printed.
+    #[error("cannot render the CRD: {0}")]
+    Render(#[from] serde_yaml::Error),
     /// An object the API server returned lacks a field it always sets.
     #[error("{kind} is missing {field}")]
     MissingField {
@@ -65,6 +68,7 @@ impl Error {
             Self::CrdNotInstalled { .. } => "crd_not_installed",
             Self::Kube(_) => "kube",
             Self::Config(_) => "config",
+            Self::Render(_) => "render",
             Self::MissingField { .. } => "missing_field",
             Self::Serialize { .. } => "serialize",
             Self::Http { .. } => "http",

@@ -83,7 +83,7 @@ async fn run_stage(stage: StageCommand) -> Result<()> {
 }
 
 fn print_crd() -> Result<()> {
-    let yaml = crd::crd_yaml().map_err(|e| Error::Config(format!("cannot render the CRD: {e}")))?;
+    let yaml = crd::crd_yaml()?;
     print!("{yaml}");
     Ok(())
 }
