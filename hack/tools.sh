@@ -115,11 +115,6 @@ build_sigstore() {
   go_install ct_server "$CTGO_VERSION" github.com/google/certificate-transparency-go/trillian/ctfe/ct_server
   go_install fulcio "$FULCIO_VERSION" github.com/sigstore/fulcio
   go_install rekor-server "$REKOR_VERSION" github.com/sigstore/rekor/cmd/rekor-server
-  # Trillian's MySQL schema ships in its module; the tests load it.
-  local schema
-  schema="$(go env GOMODCACHE)/github.com/google/trillian@v$TRILLIAN_VERSION/storage/mysql/schema/storage.sql"
-  [[ -f "$schema" ]] || go mod download "github.com/google/trillian@v$TRILLIAN_VERSION"
-  install -m 0644 "$schema" "$TOOLS_DIR/trillian-storage-$TRILLIAN_VERSION.sql"
 }
 
 # MariaDB and Redis come from Debian's packages.

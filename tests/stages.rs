@@ -592,6 +592,10 @@ async fn stages_feed_the_real_servers() {
         text(&signer, "public").trim(),
         "Rekor signs with our key"
     );
+    // An entry goes all the way through Trillian (queued, sequenced by the
+    // signer, included): the schema serves writes, not just reads.
+    let log_index = add_rekor_entry(rekor_port).await;
+    assert_eq!(log_index, 0, "the first entry of a fresh tree");
     let public_copy = secret(&client, &ns.name, "demo-rekor-pub")
         .await
         .data
@@ -866,4 +870,46 @@ async fn openssl_reads_what_the_stages_write() {
             );
         }
     }
+}
+
+/// Uploads a hashedrekord entry signed by a fresh key; returns its log
+/// index. Rekor answers 201 only once Trillian has included the leaf.
+async fn add_rekor_entry(rekor_port: u16) -> i64 {
+    use base64::Engine;
+    use p256::{
+        ecdsa::{Signature, SigningKey, signature::Signer},
+        pkcs8::{EncodePublicKey, LineEnding},
+    };
+    use sha2::{Digest, Sha256};
+    let key = SigningKey::random(&mut rand_core::OsRng);
+    let blob = b"signed by the stages test";
+    let signature: Signature = key.sign(blob);
+    let public = key
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let hex: String = Sha256::digest(blob)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let entry = serde_json::json!({
+        "apiVersion": "0.0.1", "kind": "hashedrekord",
+        "spec": {
+            "signature": {"content": b64(signature.to_der().as_bytes()),
+                          "publicKey": {"content": b64(public.as_bytes())}},
+            "data": {"hash": {"algorithm": "sha256", "value": hex}},
+        },
+    });
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{rekor_port}/api/v1/log/entries"))
+        .json(&entry)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(status.as_u16(), 201, "{body}");
+    let (_, entry) = body.as_object().unwrap().iter().next().unwrap();
+    entry["logIndex"].as_i64().unwrap()
 }

@@ -53,23 +53,10 @@ fn system_program(names: &[&str]) -> anyhow::Result<PathBuf> {
     )
 }
 
-/// The Trillian MySQL schema saved by `make tools`.
+/// The operator's own Trillian schema: the file its log server applies on
+/// every start, so the tests prove Trillian runs on it.
 fn schema() -> anyhow::Result<PathBuf> {
-    let dir = std::env::var("TOOLS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| super::repo_root().join(".tools"));
-    let versions = std::fs::read_to_string(super::repo_root().join("hack/versions.env"))?;
-    let version = versions
-        .lines()
-        .find_map(|l| l.strip_prefix("TRILLIAN_VERSION="))
-        .context("TRILLIAN_VERSION in hack/versions.env")?;
-    let path = dir.join(format!("trillian-storage-{version}.sql"));
-    anyhow::ensure!(
-        path.exists(),
-        "{} is missing: run `make tools`",
-        path.display()
-    );
-    Ok(path)
+    Ok(super::repo_root().join("src/trillian/schema.sql"))
 }
 
 fn sql(client: &Path, port: u16, db: Option<&str>, input: &str) -> anyhow::Result<()> {
@@ -156,12 +143,11 @@ fn start() -> anyhow::Result<TrillianEnv> {
         None,
         "CREATE DATABASE IF NOT EXISTS trillian;",
     )?;
-    sql(
-        &client,
-        mysql_port,
-        Some("trillian"),
-        &std::fs::read_to_string(&schema)?,
-    )?;
+    // Twice: the log server's init container applies it on every start.
+    let statements = std::fs::read_to_string(&schema)?;
+    for _ in 0..2 {
+        sql(&client, mysql_port, Some("trillian"), &statements)?;
+    }
 
     let uri = format!("--mysql_uri=root@tcp(127.0.0.1:{mysql_port})/trillian");
     keeper().spawn(
