@@ -4,6 +4,7 @@
 //! `SigstoreStack` resource.
 
 pub mod api;
+pub mod build;
 pub mod cli;
 pub mod conditions;
 pub mod controller;

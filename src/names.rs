@@ -59,6 +59,38 @@ pub fn ctlog_public(stack: &str) -> String {
     format!("{stack}-ctlog-pub")
 }
 
+/// A workload part: Deployment, Service and (where it has one) its
+/// ServiceAccount share the name `<stack>-<part>`.
+pub fn part(stack: &str, part: &str) -> String {
+    format!("{stack}-{part}")
+}
+
+/// The embedded Trillian database.
+pub const TRILLIAN_DB: &str = "trillian-db";
+/// Trillian's log server (gRPC on 8090).
+pub const TRILLIAN_LOG_SERVER: &str = "trillian-log-server";
+/// Trillian's log signer.
+pub const TRILLIAN_LOG_SIGNER: &str = "trillian-log-signer";
+/// Trillian's schema ConfigMap (key `schema.sql`).
+pub const TRILLIAN_SCHEMA: &str = "trillian-schema";
+/// Rekor's Redis.
+pub const REKOR_REDIS: &str = "rekor-redis";
+/// Rekor.
+pub const REKOR: &str = "rekor";
+/// The CT log (ct_server).
+pub const CTLOG: &str = "ctlog";
+/// Fulcio.
+pub const FULCIO: &str = "fulcio";
+/// Fulcio's config ConfigMap (key `config.yaml`).
+pub const FULCIO_CONFIG: &str = "fulcio-config";
+/// The ServiceAccount, Role and RoleBinding the stage Jobs run as.
+pub const STAGES: &str = "stages";
+
+/// The longest stack name: every object name derived from it, up to the
+/// stage Jobs `<stack>-ctlog-tree-<hash>-<attempt>`, must stay a valid
+/// DNS label (63 characters).
+pub const MAX_STACK_NAME: usize = 40;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,88 @@
+//! The images a stack runs, pinned by digest in this one table. Each can be
+//! overridden per stack in the spec.
+//!
+//! Digests are the multi-arch index digests published for these tags (the
+//! Sigstore ones as the sigstore/helm-charts pin them).
+
+use crate::api::SigstoreStackSpec;
+
+/// MariaDB 11.4 LTS (multi-arch), the embedded Trillian database.
+pub const MARIADB: &str = "docker.io/library/mariadb:11.4.8@sha256:bc474f00629f0123c10f9e1bca193a45d18af15a274cf0656acda64f1086c3b6";
+/// Trillian v1.7.3 log server.
+pub const TRILLIAN_LOG_SERVER: &str = "ghcr.io/sigstore/scaffolding/trillian_log_server@sha256:5a878e4e4f03790d2dda4b07a551ff9832128b307447d4156255c73690aa2da3";
+/// Trillian v1.7.3 log signer.
+pub const TRILLIAN_LOG_SIGNER: &str = "ghcr.io/sigstore/scaffolding/trillian_log_signer@sha256:28c5ff40963f83ffdf4e2d9ea1e4e2c877c33cfb0ff068f3daad1c1080aad0ac";
+/// Redis 6.2.17 (alpine), Rekor's search index.
+pub const REDIS: &str = "docker.io/library/redis@sha256:148bb5411c184abd288d9aaed139c98123eeb8824c5d3fce03cf721db58066d8";
+/// Rekor v1.5.4.
+pub const REKOR: &str = "ghcr.io/sigstore/rekor/rekor-server:v1.5.4@sha256:100d793d68d0e1ba9fea7df8503304cef1ca736c891bd074fcae3d450dd64169";
+/// ct_server as scaffolding v0.7.31 publishes it.
+pub const CTLOG: &str = "ghcr.io/sigstore/scaffolding/ct_server:v0.7.31@sha256:66664ba563e7c2564ba32fb5d0e8fdeb42d7f0d5ce45f0df5d80074daea5126c";
+/// Fulcio v1.8.8 (not v1.8.6, which breaks `…svc.cluster.local` issuers).
+pub const FULCIO: &str = "ghcr.io/sigstore/fulcio:v1.8.8@sha256:ef72cf56c64b7455ceda5268d1cc801b92992e7ce36b744b40b7761684d60753";
+
+/// The images of one stack, after the spec's overrides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Images {
+    /// The embedded database (also runs the schema init container).
+    pub database: String,
+    /// Trillian log server.
+    pub log_server: String,
+    /// Trillian log signer.
+    pub log_signer: String,
+    /// Redis.
+    pub redis: String,
+    /// Rekor.
+    pub rekor: String,
+    /// ct_server.
+    pub ctlog: String,
+    /// Fulcio.
+    pub fulcio: String,
+}
+
+impl Images {
+    /// The table's images with `spec`'s overrides applied.
+    pub fn for_spec(spec: &SigstoreStackSpec) -> Self {
+        let pick = |o: &Option<String>, default: &str| o.clone().unwrap_or_else(|| default.into());
+        Self {
+            database: pick(&spec.trillian.database.image, MARIADB),
+            log_server: pick(&spec.trillian.log_server.image, TRILLIAN_LOG_SERVER),
+            log_signer: pick(&spec.trillian.log_signer.image, TRILLIAN_LOG_SIGNER),
+            redis: pick(&spec.rekor.redis_image, REDIS),
+            rekor: pick(&spec.rekor.image, REKOR),
+            ctlog: pick(&spec.ctlog.image, CTLOG),
+            fulcio: pick(&spec.fulcio.image, FULCIO),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_default_is_pinned_by_digest() {
+        for image in [
+            MARIADB,
+            TRILLIAN_LOG_SERVER,
+            TRILLIAN_LOG_SIGNER,
+            REDIS,
+            REKOR,
+            CTLOG,
+            FULCIO,
+        ] {
+            let (_, digest) = image.split_once("@sha256:").expect(image);
+            assert_eq!(digest.len(), 64, "{image}");
+            assert!(digest.chars().all(|c| c.is_ascii_hexdigit()), "{image}");
+        }
+    }
+
+    #[test]
+    fn spec_overrides_win() {
+        let mut spec = SigstoreStackSpec::default();
+        spec.fulcio.image = Some("example.com/fulcio:dev".into());
+        let images = Images::for_spec(&spec);
+        assert_eq!(images.fulcio, "example.com/fulcio:dev");
+        assert_eq!(images.rekor, REKOR);
+    }
+}

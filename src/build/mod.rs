@@ -1,0 +1,201 @@
+//! The pure build step: a stack's spec (and the little the cluster told us)
+//! in, the Kubernetes objects it should own out. No I/O, so every object
+//! is unit-tested without an API server.
+
+pub mod ctlog;
+pub mod fulcio;
+pub mod images;
+pub mod meta;
+pub mod rbac;
+pub mod rekor;
+pub mod stages;
+pub mod trillian;
+mod workload;
+
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{ConfigMap, Service, ServiceAccount},
+    rbac::v1::{Role, RoleBinding},
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::api::SigstoreStackSpec;
+pub use images::Images;
+pub use meta::Owner;
+
+/// What the build step reads.
+#[derive(Clone, Debug)]
+pub struct Inputs<'a> {
+    /// The stack.
+    pub owner: Owner,
+    /// Its (valid) spec.
+    pub spec: &'a SigstoreStackSpec,
+    /// Images after the spec's overrides.
+    pub images: Images,
+    /// The cluster's service-account token issuer, when known.
+    pub cluster_issuer: Option<&'a str>,
+    /// The Fulcio root keys (`fulcio-0`, ...) the CT log's Secret holds, so
+    /// ct_server mounts every root its config names.
+    pub ctlog_roots: Vec<String>,
+}
+
+/// An object the operator applies (server-side) whenever its content
+/// changes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+// A handful are built per pass and applied at once; boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Object {
+    /// A ConfigMap whose whole content the operator decides.
+    ConfigMap(ConfigMap),
+    /// A Service.
+    Service(Service),
+    /// A Deployment.
+    Deployment(Deployment),
+    /// A ServiceAccount.
+    ServiceAccount(ServiceAccount),
+    /// A Role.
+    Role(Role),
+    /// A RoleBinding.
+    RoleBinding(RoleBinding),
+}
+
+impl Object {
+    /// The kind, as Kubernetes spells it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::ConfigMap(_) => "ConfigMap",
+            Self::Service(_) => "Service",
+            Self::Deployment(_) => "Deployment",
+            Self::ServiceAccount(_) => "ServiceAccount",
+            Self::Role(_) => "Role",
+            Self::RoleBinding(_) => "RoleBinding",
+        }
+    }
+
+    /// The object's name.
+    pub fn name(&self) -> &str {
+        let meta = match self {
+            Self::ConfigMap(o) => &o.metadata,
+            Self::Service(o) => &o.metadata,
+            Self::Deployment(o) => &o.metadata,
+            Self::ServiceAccount(o) => &o.metadata,
+            Self::Role(o) => &o.metadata,
+            Self::RoleBinding(o) => &o.metadata,
+        };
+        meta.name.as_deref().unwrap_or_default()
+    }
+}
+
+/// Where an output of a stage lives. The operator creates it empty and
+/// owned by the stack, so the stage's Role needs no `create` and the
+/// output is deleted with the stack.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Placeholder {
+    /// An empty ConfigMap.
+    ConfigMap(String),
+    /// An empty Secret.
+    Secret(String),
+}
+
+/// Every object `inputs` calls for, in dependency order.
+pub fn objects(inputs: &Inputs<'_>) -> Result<Vec<Object>, serde_yaml::Error> {
+    let spec = inputs.spec;
+    let mut out = Vec::new();
+    out.extend(rbac::objects(&inputs.owner, spec));
+    if trillian::needed(spec) {
+        out.extend(trillian::objects(inputs));
+    }
+    if spec.rekor.enabled {
+        out.extend(rekor::objects(inputs));
+    }
+    if spec.ctlog.enabled {
+        out.extend(ctlog::objects(inputs));
+    }
+    if spec.fulcio.enabled {
+        out.extend(fulcio::objects(inputs)?);
+    }
+    Ok(out)
+}
+
+/// A short, stable hash of `value`'s JSON form: what the operator records
+/// on an object to know it need not apply it again.
+pub fn content_hash<T: Serialize>(value: &T) -> String {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let digest = Sha256::digest(&bytes);
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::api::SigstoreStackSpec;
+
+    pub fn owner() -> Owner {
+        Owner {
+            name: "demo".into(),
+            namespace: "ns1".into(),
+            uid: "uid-1".into(),
+        }
+    }
+
+    pub fn inputs(spec: &SigstoreStackSpec) -> Inputs<'_> {
+        Inputs {
+            owner: owner(),
+            spec,
+            images: Images::for_spec(spec),
+            cluster_issuer: Some("https://kubernetes.default.svc.cluster.local"),
+            ctlog_roots: vec!["fulcio-0".into()],
+        }
+    }
+
+    #[test]
+    fn default_stack_has_every_workload() {
+        let spec = SigstoreStackSpec::default();
+        let objects = objects(&inputs(&spec)).unwrap();
+        let deployments: Vec<&str> = objects
+            .iter()
+            .filter(|o| o.kind() == "Deployment")
+            .map(Object::name)
+            .collect();
+        assert_eq!(
+            deployments,
+            [
+                "demo-trillian-db",
+                "demo-trillian-log-server",
+                "demo-trillian-log-signer",
+                "demo-rekor-redis",
+                "demo-rekor",
+                "demo-ctlog",
+                "demo-fulcio"
+            ]
+        );
+        for o in &objects {
+            assert!(o.name().starts_with("demo-"), "{}", o.name());
+        }
+    }
+
+    #[test]
+    fn disabled_components_are_left_out() {
+        let mut spec = SigstoreStackSpec::default();
+        spec.rekor.enabled = false;
+        spec.ctlog.enabled = false;
+        let objects = objects(&inputs(&spec)).unwrap();
+        let names: Vec<&str> = objects.iter().map(Object::name).collect();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.contains("rekor") || n.contains("ctlog") || n.contains("trillian")),
+            "{names:?}"
+        );
+        assert!(names.contains(&"demo-fulcio"));
+    }
+
+    #[test]
+    fn hash_follows_content() {
+        assert_eq!(content_hash(&"a"), content_hash(&"a"));
+        assert_ne!(content_hash(&"a"), content_hash(&"b"));
+        assert_eq!(content_hash(&"a").len(), 16);
+    }
+}

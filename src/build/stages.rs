@@ -1,0 +1,323 @@
+//! The stage Jobs: what each stage writes, and the Job that runs it with
+//! the operator's own image.
+
+use std::time::Duration as StdDuration;
+
+use k8s_openapi::{
+    api::{
+        batch::v1::{Job, JobSpec},
+        core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, PodTemplateSpec},
+    },
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
+
+use super::{
+    Placeholder, meta,
+    meta::Owner,
+    trillian,
+    workload::{container, env},
+};
+use crate::{
+    api::{Duration, KeyAlgorithm, SigstoreStackSpec},
+    names::{self, Log, STAGES},
+    stage::createctconfig::DEFAULT_KEYS_DIR,
+};
+
+/// A bootstrap stage of a stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stage {
+    /// Fulcio's CA.
+    Certs,
+    /// Rekor's signing key.
+    RekorKey,
+    /// Rekor's Trillian tree.
+    RekorTree,
+    /// The CT log's Trillian tree.
+    CtlogTree,
+    /// The CT log's key and config.
+    CtConfig,
+}
+
+impl Stage {
+    /// Every stage, in the order they are reported.
+    pub const ALL: [Self; 5] = [
+        Self::Certs,
+        Self::RekorKey,
+        Self::RekorTree,
+        Self::CtlogTree,
+        Self::CtConfig,
+    ];
+
+    /// The short name in Job names and the stage label.
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Certs => "certs",
+            Self::RekorKey => "rekor-key",
+            Self::RekorTree => "rekor-tree",
+            Self::CtlogTree => "ctlog-tree",
+            Self::CtConfig => "ctconfig",
+        }
+    }
+
+    /// The stage's condition type.
+    pub fn condition(self) -> &'static str {
+        match self {
+            Self::Certs => "CertsCreated",
+            Self::RekorKey => "RekorKeyCreated",
+            Self::RekorTree => "RekorTreeCreated",
+            Self::CtlogTree => "CTLogTreeCreated",
+            Self::CtConfig => "CTConfigCreated",
+        }
+    }
+
+    /// Whether `spec` needs this stage.
+    pub fn enabled(self, spec: &SigstoreStackSpec) -> bool {
+        match self {
+            Self::Certs => spec.fulcio.enabled,
+            Self::RekorKey | Self::RekorTree => spec.rekor.enabled,
+            Self::CtlogTree | Self::CtConfig => spec.ctlog.enabled,
+        }
+    }
+
+    /// The objects the stage writes; the operator creates them empty.
+    pub fn outputs(self, stack: &str) -> Vec<Placeholder> {
+        use Placeholder::{ConfigMap, Secret};
+        match self {
+            Self::Certs => vec![
+                Secret(names::fulcio_ca(stack)),
+                Secret(names::fulcio_public(stack)),
+            ],
+            Self::RekorKey => vec![
+                Secret(names::rekor_signer(stack)),
+                Secret(names::rekor_public(stack)),
+            ],
+            Self::RekorTree => vec![ConfigMap(names::log_config(stack, Log::Rekor))],
+            Self::CtlogTree => vec![ConfigMap(names::log_config(stack, Log::Ctlog))],
+            Self::CtConfig => vec![
+                Secret(names::ctlog_secret(stack)),
+                Secret(names::ctlog_public(stack)),
+            ],
+        }
+    }
+
+    /// The `stage` subcommand and flags, without `--stack`/`--namespace`
+    /// (they come from the env).
+    pub fn args(self, owner: &Owner, spec: &SigstoreStackSpec, timeout: Duration) -> Vec<String> {
+        let mut args: Vec<String> = vec!["stage".into()];
+        let tree = |log: &str| {
+            vec![
+                "createtree".into(),
+                format!("--log={log}"),
+                format!("--trillian-address={}", trillian::address(owner)),
+            ]
+        };
+        args.extend(match self {
+            Self::RekorTree => tree("rekor"),
+            Self::CtlogTree => tree("ctlog"),
+            Self::RekorKey => vec!["rekorkey".into()],
+            Self::Certs => {
+                let ca = &spec.fulcio.ca;
+                let mut a = vec![
+                    "createcerts".into(),
+                    format!("--common-name={}", ca.subject.common_name),
+                    format!("--organization={}", ca.subject.organization),
+                    format!("--validity={}", ca.validity),
+                    format!("--key-algorithm={}", key_algorithm(ca.key_algorithm)),
+                ];
+                if let Some(user) = &ca.existing_secret {
+                    a.push(format!("--existing-secret={user}"));
+                }
+                a
+            }
+            Self::CtConfig => vec![
+                "createctconfig".into(),
+                format!("--prefix={}", spec.ctlog.prefix),
+                format!("--trillian-address={}", trillian::address(owner)),
+                format!("--keys-dir={DEFAULT_KEYS_DIR}"),
+            ],
+        });
+        args.push(format!("--timeout={timeout}"));
+        args
+    }
+}
+
+fn key_algorithm(a: KeyAlgorithm) -> &'static str {
+    match a {
+        KeyAlgorithm::EcdsaP256 => "ecdsa-p256",
+        KeyAlgorithm::EcdsaP384 => "ecdsa-p384",
+        KeyAlgorithm::Rsa3072 => "rsa3072",
+    }
+}
+
+/// How the operator runs stage Jobs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobSettings {
+    /// The operator's own image.
+    pub image: String,
+    /// Each attempt's `--timeout`.
+    pub timeout: Duration,
+    /// Pod retries within one Job.
+    pub backoff_limit: i32,
+}
+
+/// Where the operator's image keeps its binary.
+pub const BINARY: &str = "/usr/local/bin/sigstore-operator";
+
+/// The Pod template of `stage`'s Jobs. Its hash names the Job, so a spec
+/// change that changes the stage's flags starts a fresh Job.
+pub fn template(
+    owner: &Owner,
+    spec: &SigstoreStackSpec,
+    stage: Stage,
+    settings: &JobSettings,
+) -> PodTemplateSpec {
+    let mut c = container(
+        "stage",
+        &settings.image,
+        stage.args(owner, spec, settings.timeout),
+        &[],
+    );
+    c.command = Some(vec![BINARY.into()]);
+    c.env = Some(vec![
+        env("STACK", &owner.name),
+        EnvVar {
+            name: "NAMESPACE".into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.namespace".into(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+        },
+        env("NO_COLOR", "1"),
+    ]);
+    let mut labels = meta::labels(&owner.name, STAGES);
+    labels.insert(meta::STAGE_LABEL.into(), stage.id().into());
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![c],
+            restart_policy: Some("Never".into()),
+            service_account_name: Some(owner.name_of(STAGES)),
+            automount_service_account_token: Some(true),
+            enable_service_links: Some(false),
+            security_context: Some(meta::pod_security(meta::NONROOT_USER)),
+            ..PodSpec::default()
+        }),
+    }
+}
+
+/// `<stack>-<stage>-<hash>-<attempt>`.
+pub fn job_name(stack: &str, stage: Stage, hash: &str, attempt: u32) -> String {
+    let short: String = hash.chars().take(5).collect();
+    format!("{stack}-{}-{short}-{attempt}", stage.id())
+}
+
+/// Attempt `attempt` of `stage` with the Pod template of hash `hash`.
+pub fn job(
+    owner: &Owner,
+    stage: Stage,
+    template: PodTemplateSpec,
+    hash: &str,
+    attempt: u32,
+    settings: &JobSettings,
+) -> Job {
+    let mut metadata = owner.meta(job_name(&owner.name, stage, hash, attempt), STAGES);
+    if let Some(labels) = metadata.labels.as_mut() {
+        labels.insert(meta::STAGE_LABEL.into(), stage.id().into());
+    }
+    metadata.annotations = Some(
+        [
+            (meta::HASH_ANNOTATION.to_owned(), hash.to_owned()),
+            (meta::ATTEMPT_ANNOTATION.to_owned(), attempt.to_string()),
+        ]
+        .into(),
+    );
+    // An attempt that hangs past every pod's timeout is failed and retried.
+    let per_pod = settings.timeout.as_std() + StdDuration::from_secs(60);
+    let deadline = per_pod
+        .as_secs()
+        .saturating_mul(u64::from(settings.backoff_limit.unsigned_abs()) + 1);
+    Job {
+        metadata,
+        spec: Some(JobSpec {
+            backoff_limit: Some(settings.backoff_limit),
+            active_deadline_seconds: i64::try_from(deadline).ok(),
+            template,
+            ..JobSpec::default()
+        }),
+        status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::{build::tests::owner, cli::Cli};
+
+    fn settings() -> JobSettings {
+        JobSettings {
+            image: "sigstore-operator:dev".into(),
+            timeout: "5m".parse().unwrap(),
+            backoff_limit: 2,
+        }
+    }
+
+    #[test]
+    fn every_stage_command_parses() {
+        let mut spec = SigstoreStackSpec::default();
+        spec.fulcio.ca.existing_secret = Some("mine".into());
+        for algorithm in [
+            KeyAlgorithm::EcdsaP256,
+            KeyAlgorithm::EcdsaP384,
+            KeyAlgorithm::Rsa3072,
+        ] {
+            spec.fulcio.ca.key_algorithm = algorithm;
+            for stage in Stage::ALL {
+                let args = stage.args(&owner(), &spec, "90s".parse().unwrap());
+                let argv = ["sigstore-operator".to_owned(), "--log-format=text".into()]
+                    .into_iter()
+                    .chain(args.iter().cloned())
+                    .chain(["--stack=demo".into(), "--namespace=ns1".into()]);
+                if let Err(e) = Cli::try_parse_from(argv) {
+                    panic!("{stage:?} {args:?}: {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn job_runs_as_the_stage_account() {
+        let spec = SigstoreStackSpec::default();
+        let t = template(&owner(), &spec, Stage::RekorTree, &settings());
+        let hash = crate::build::content_hash(&t);
+        let job = job(&owner(), Stage::RekorTree, t, &hash, 3, &settings());
+        assert_eq!(
+            job.metadata.name.as_deref(),
+            Some(format!("demo-rekor-tree-{}-3", &hash[..5]).as_str())
+        );
+        let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        assert_eq!(pod.service_account_name.as_deref(), Some("demo-stages"));
+        let args = pod.containers[0].args.as_ref().unwrap();
+        assert!(
+            args.contains(&"--trillian-address=demo-trillian-log-server.ns1.svc:8090".to_owned())
+        );
+        assert_eq!(job.spec.as_ref().unwrap().backoff_limit, Some(2));
+    }
+
+    #[test]
+    fn longest_job_name_is_a_dns_label() {
+        let stack = "s".repeat(names::MAX_STACK_NAME);
+        for stage in Stage::ALL {
+            let name = job_name(&stack, stage, "0123456789abcdef", 9999);
+            assert!(name.len() <= 63, "{name}");
+        }
+    }
+}
