@@ -46,6 +46,19 @@ pub struct RunArgs {
     /// Stacks reconciled at once (0: no limit).
     #[arg(long, default_value_t = 4)]
     pub concurrency: u16,
+    /// The operator's own image, which the stage Jobs run.
+    #[arg(long, env = "OPERATOR_IMAGE", default_value = "sigstore-operator:dev")]
+    pub image: String,
+    /// How long one stage attempt may wait for its inputs and servers.
+    #[arg(long, env = "STAGE_TIMEOUT", default_value = "5m")]
+    pub stage_timeout: Duration,
+    /// Pod retries within one stage Job before the Job counts as failed.
+    #[arg(long, env = "STAGE_BACKOFF_LIMIT", default_value_t = 3, value_parser = clap::value_parser!(i32).range(0..=20))]
+    pub stage_backoff_limit: i32,
+    /// Delay before a failed stage Job is replaced; it doubles with each
+    /// failure in a row, up to 5 minutes.
+    #[arg(long, env = "STAGE_RETRY_BASE", default_value = "10s")]
+    pub stage_retry_base: Duration,
 }
 
 /// The bootstrap stages. Each writes its results into ConfigMaps and Secrets

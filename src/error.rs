@@ -44,6 +44,9 @@ pub enum Error {
     /// A stage failed.
     #[error("stage failed: {0}")]
     Stage(#[from] crate::stage::StageError),
+    /// The cluster's service-account issuer could not be discovered.
+    #[error("{0}")]
+    Discovery(#[from] crate::fulcio_config::DiscoveryError),
     /// The metrics/health HTTP server failed.
     #[error("HTTP server on {addr} failed: {source}")]
     Http {
@@ -73,6 +76,7 @@ impl Error {
             Self::Serialize { .. } => "serialize",
             Self::Http { .. } => "http",
             Self::Stage(_) => "stage",
+            Self::Discovery(_) => "discovery",
         }
     }
 }

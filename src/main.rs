@@ -17,6 +17,7 @@ use sigstore_operator::{
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format, "info,kube=warn,tower=warn,hyper=warn");
+    let is_stage = matches!(cli.command, Command::Stage(_));
     let result = match cli.command {
         Command::Run(args) => run(args).await,
         Command::Crd => print_crd(),
@@ -26,6 +27,11 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "sigstore-operator failed");
+            if is_stage {
+                // The last line of a failed Pod's log becomes its termination
+                // message, which the operator shows in the stage condition.
+                eprintln!("{error}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -104,6 +110,12 @@ async fn run(args: RunArgs) -> Result<()> {
     let options = controller::Options {
         namespace: args.watch_namespace,
         concurrency: args.concurrency,
+        jobs: sigstore_operator::build::stages::JobSettings {
+            image: args.image,
+            timeout: args.stage_timeout,
+            backoff_limit: args.stage_backoff_limit,
+        },
+        stage_retry_base: args.stage_retry_base.as_std(),
     };
     let result = controller::run(client, options, metrics, ready, shutdown.clone()).await;
     // Whatever ended the controller ends the server too.

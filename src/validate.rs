@@ -29,6 +29,24 @@ impl fmt::Display for FieldError {
     }
 }
 
+/// Every problem found in a stack named `name`; empty when it can be
+/// acted on.
+pub fn validate_stack(name: &str, spec: &SigstoreStackSpec) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if name.len() > crate::names::MAX_STACK_NAME {
+        errors.push(FieldError {
+            field: "metadata.name".into(),
+            message: format!(
+                "must be at most {} characters, so the names of the objects it owns stay valid \
+                 DNS labels",
+                crate::names::MAX_STACK_NAME
+            ),
+        });
+    }
+    errors.extend(validate(spec));
+    errors
+}
+
 /// Every problem found in `spec`; empty when it can be acted on.
 pub fn validate(spec: &SigstoreStackSpec) -> Vec<FieldError> {
     let mut errors = Errors::default();

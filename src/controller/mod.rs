@@ -1,5 +1,7 @@
 //! The `SigstoreStack` controller: watch, reconcile, report.
 
+pub mod observe;
+pub mod plan;
 mod reconcile;
 pub mod status;
 
@@ -10,7 +12,14 @@ use std::{
 };
 
 use futures::StreamExt;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::{
+    api::{
+        apps::v1::Deployment,
+        batch::v1::Job,
+        core::v1::{ConfigMap, Secret},
+    },
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
 use kube::{
     Api, Client, CustomResourceExt,
     core::DeserializeGuard,
@@ -23,7 +32,14 @@ use kube::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{Error, Result, api::SigstoreStack, health::Readiness, metrics::Metrics};
+use crate::{
+    Error, Result,
+    api::SigstoreStack,
+    build::{meta::MANAGED_BY, stages::JobSettings},
+    fulcio_config,
+    health::Readiness,
+    metrics::Metrics,
+};
 
 pub use reconcile::{error_policy, reconcile};
 
@@ -37,16 +53,42 @@ pub struct Context {
     pub recorder: Recorder,
     /// Consecutive failures per stack, for the retry backoff.
     pub failures: Mutex<HashMap<ObjectRef<SigstoreStack>, u32>>,
+    /// How stages run.
+    pub options: Options,
+    /// The cluster's service-account issuer, once discovered.
+    issuer: tokio::sync::Mutex<Option<String>>,
+}
+
+impl Context {
+    /// The cluster's service-account token issuer, discovered once.
+    pub async fn cluster_issuer(&self) -> Result<String> {
+        let mut cached = self.issuer.lock().await;
+        if let Some(issuer) = cached.as_ref() {
+            return Ok(issuer.clone());
+        }
+        let issuer = fulcio_config::discover_cluster_issuer(&self.client).await?;
+        tracing::info!(%issuer, "discovered the cluster's service-account issuer");
+        *cached = Some(issuer.clone());
+        Ok(issuer)
+    }
 }
 
 /// How the controller runs.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Options {
     /// Watch only this namespace; all namespaces when `None`.
     pub namespace: Option<String>,
     /// How many stacks may be reconciled at once (0: no limit).
     pub concurrency: u16,
+    /// How stage Jobs run.
+    pub jobs: JobSettings,
+    /// The first delay before a failed stage Job is replaced.
+    pub stage_retry_base: Duration,
 }
+
+/// A settled stack is looked at again after this long, in case an event
+/// was missed; a pass over a settled stack writes nothing.
+pub const RESYNC: Duration = Duration::from_secs(600);
 
 /// The first retry delay after a transient error; it doubles per failure.
 const RETRY_BASE: Duration = Duration::from_secs(2);
@@ -69,9 +111,21 @@ pub async fn run(
 ) -> Result<()> {
     ensure_crd_installed(&client).await?;
     // Guarded, so one stack that cannot be read never stalls the watch.
-    let stacks: Api<DeserializeGuard<SigstoreStack>> = match &options.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
+    let (stacks, jobs, deployments, config_maps, secrets) = match &options.namespace {
+        Some(ns) => (
+            Api::<DeserializeGuard<SigstoreStack>>::namespaced(client.clone(), ns),
+            Api::<Job>::namespaced(client.clone(), ns),
+            Api::<Deployment>::namespaced(client.clone(), ns),
+            Api::<ConfigMap>::namespaced(client.clone(), ns),
+            Api::<Secret>::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
     };
     let reporter = Reporter {
         controller: crate::FIELD_MANAGER.into(),
@@ -82,11 +136,25 @@ pub async fn run(
         client,
         metrics,
         failures: Mutex::default(),
+        options: options.clone(),
+        issuer: tokio::sync::Mutex::default(),
     });
     tracing::info!(namespace = ?options.namespace, "watching SigstoreStacks");
     ready.set(true);
+    // Only what this operator labelled is watched, so other Secrets never
+    // reach it; a change to any of it moves its stack on at once.
+    let owned =
+        || watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
     Controller::new(stacks, watcher::Config::default().any_semantic())
-        .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency))
+        .owns(jobs, owned())
+        .owns(deployments, owned())
+        .owns(config_maps, owned())
+        .owns(secrets, owned())
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .concurrency(options.concurrency)
+                .debounce(Duration::from_millis(200)),
+        )
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

@@ -1,10 +1,18 @@
 //! One pass over one stack: read → decide (pure) → apply → report.
 
-use std::{sync::Arc, time::Instant};
+use std::{fmt::Debug, sync::Arc, time::Instant};
 
+use k8s_openapi::{
+    NamespaceResourceScope,
+    api::{
+        batch::v1::Job,
+        core::v1::{ConfigMap, Secret},
+    },
+    jiff::Timestamp,
+};
 use kube::{
-    Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
+    Api, Client, Resource, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
     core::DeserializeGuard,
     runtime::{
         controller::Action,
@@ -12,16 +20,30 @@ use kube::{
         reflector::ObjectRef,
     },
 };
+use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 
-use super::{Context, retry_delay, status};
+use super::{
+    Context, RESYNC, observe,
+    plan::{self, StagePlan},
+    retry_delay, status,
+};
 use crate::{
     Error, FIELD_MANAGER, Result,
     api::{SigstoreStack, SigstoreStackStatus},
-    conditions,
+    build::{
+        self, Inputs, Object, Owner, Placeholder,
+        meta::HASH_ANNOTATION,
+        stages::{self, Stage},
+        trillian,
+    },
+    conditions, keys,
+    names::TRILLIAN_DB,
+    validate::validate_stack,
 };
 
-/// Brings one stack's status up to date. Writes nothing when nothing changed.
+/// Brings one stack and what it owns up to date. Writes nothing when
+/// nothing changed.
 #[tracing::instrument(skip_all, fields(stack = %guard.name_any(), namespace = guard.namespace()))]
 pub async fn reconcile(
     guard: Arc<DeserializeGuard<SigstoreStack>>,
@@ -55,18 +77,269 @@ async fn reconcile_inner(stack: &SigstoreStack, ctx: &Context) -> Result<Action>
         kind: "SigstoreStack",
         field: "metadata.namespace",
     })?;
-    let desired = status::desired(stack, &conditions::now());
-    if status::needs_write(stack, &desired) {
-        let api: Api<SigstoreStack> = Api::namespaced(ctx.client.clone(), &namespace);
-        apply_status(&api, &stack.name_any(), &desired).await?;
-        ctx.metrics.status_writes.inc();
-        tracing::info!(phase = ?desired.phase, "status updated");
-        if let Some(notice) = status::notice(stack.status.as_ref(), &desired) {
-            publish(ctx, stack, notice).await;
+    let name = stack.name_any();
+    let now = conditions::now();
+    if !validate_stack(&name, &stack.spec).is_empty() {
+        // Nothing is created or removed for a spec that cannot be acted on.
+        report(ctx, stack, &namespace, status::desired(stack, None, &now)).await?;
+        return Ok(Action::await_change());
+    }
+    let owner = Owner {
+        name: name.clone(),
+        namespace: namespace.clone(),
+        uid: stack.uid().ok_or(Error::MissingField {
+            kind: "SigstoreStack",
+            field: "metadata.uid",
+        })?,
+    };
+    let client = &ctx.client;
+    let spec = &stack.spec;
+    let observed = observe::observe(client, &namespace, &name).await?;
+
+    create_placeholders(ctx, &owner, spec, &observed).await?;
+    let cluster_issuer = if spec.fulcio.enabled && spec.fulcio.trust_cluster_issuer {
+        Some(ctx.cluster_issuer().await?)
+    } else {
+        None
+    };
+    let inputs = Inputs {
+        owner: owner.clone(),
+        spec,
+        images: build::Images::for_spec(spec),
+        cluster_issuer: cluster_issuer.as_deref(),
+        ctlog_roots: ctlog_roots(&owner, &observed),
+    };
+    for object in build::objects(&inputs)? {
+        apply_if_changed(ctx, &namespace, object, &observed).await?;
+    }
+
+    let plans = plan_stages(ctx, &owner, stack, &observed);
+    run_plans(ctx, &owner, stack, &plans).await?;
+
+    let facts = status::Facts {
+        owner: &owner,
+        observed: &observed,
+        plans: &plans,
+    };
+    report(
+        ctx,
+        stack,
+        &namespace,
+        status::desired(stack, Some(&facts), &now),
+    )
+    .await?;
+    let requeue = plans.iter().filter_map(|p| p.requeue).min();
+    Ok(Action::requeue(requeue.unwrap_or(RESYNC)))
+}
+
+/// The `fulcio-N` keys of the CT log's Secret, in numeric order.
+fn ctlog_roots(owner: &Owner, observed: &observe::Observed) -> Vec<String> {
+    let mut roots: Vec<(u32, String)> = observed
+        .secrets
+        .get(&crate::names::ctlog_secret(&owner.name))
+        .map(|s| {
+            s.keys
+                .iter()
+                .filter_map(|k| Some((k.strip_prefix("fulcio-")?.parse().ok()?, k.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
+    roots.sort();
+    roots.into_iter().map(|(_, k)| k).collect()
+}
+
+/// The component label of a stage's outputs.
+fn component(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Certs => "fulcio",
+        Stage::RekorKey | Stage::RekorTree => "rekor",
+        Stage::CtlogTree | Stage::CtConfig => "ctlog",
+    }
+}
+
+/// Creates each missing stage output empty (and the embedded database's
+/// credentials once). Existing objects are never touched.
+async fn create_placeholders(
+    ctx: &Context,
+    owner: &Owner,
+    spec: &crate::api::SigstoreStackSpec,
+    observed: &observe::Observed,
+) -> Result<()> {
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    for stage in plan::enabled_stages(spec) {
+        for output in stage.outputs(&owner.name) {
+            let meta = |name: &str| owner.meta(name.to_owned(), component(stage));
+            let created = match &output {
+                Placeholder::ConfigMap(name) if !observed.config_maps.contains_key(name) => {
+                    let cm = ConfigMap {
+                        metadata: meta(name),
+                        ..ConfigMap::default()
+                    };
+                    Some(create_new(&config_maps, &cm).await?)
+                }
+                Placeholder::Secret(name) if !observed.secrets.contains_key(name) => {
+                    let secret = Secret {
+                        metadata: meta(name),
+                        type_: Some("Opaque".into()),
+                        ..Secret::default()
+                    };
+                    Some(create_new(&secrets, &secret).await?)
+                }
+                _ => None,
+            };
+            if created == Some(true) {
+                tracing::info!(?output, "created an empty stage output");
+            }
         }
     }
-    // Every change to the stack triggers a pass; there is nothing to poll.
-    Ok(Action::await_change())
+    let db = owner.name_of(TRILLIAN_DB);
+    if trillian::needed(spec) && trillian::embedded(spec) && !observed.secrets.contains_key(&db) {
+        let password = keys::random_password();
+        let root = keys::random_password();
+        let secret = trillian::database_secret(owner, &password, &root);
+        if create_new(&secrets, &secret).await? {
+            tracing::info!(secret = %db, "created the database credentials");
+        }
+    }
+    Ok(())
+}
+
+/// Creates `object` unless it exists; `true` when this call created it.
+async fn create_new<K>(api: &Api<K>, object: &K) -> Result<bool>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+{
+    match api.create(&PostParams::default(), object).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Server-side applies `object` when its content differs from what was
+/// last applied (recorded as a hash annotation); otherwise writes nothing.
+async fn apply_if_changed(
+    ctx: &Context,
+    namespace: &str,
+    object: Object,
+    observed: &observe::Observed,
+) -> Result<()> {
+    let hash = build::content_hash(&object);
+    if observed.applied_hash(object.kind(), object.name()) == Some(Some(hash.as_str())) {
+        return Ok(());
+    }
+    tracing::info!(kind = object.kind(), name = object.name(), "applying");
+    let client = &ctx.client;
+    match object {
+        Object::ConfigMap(o) => apply(client, namespace, o, &hash).await,
+        Object::Service(o) => apply(client, namespace, o, &hash).await,
+        Object::Deployment(o) => apply(client, namespace, o, &hash).await,
+        Object::ServiceAccount(o) => apply(client, namespace, o, &hash).await,
+        Object::Role(o) => apply(client, namespace, o, &hash).await,
+        Object::RoleBinding(o) => apply(client, namespace, o, &hash).await,
+    }
+}
+
+async fn apply<K>(client: &Client, namespace: &str, mut object: K, hash: &str) -> Result<()>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug,
+{
+    object
+        .meta_mut()
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(HASH_ANNOTATION.into(), hash.into());
+    let name = object.name_any();
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&object),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The decision for every enabled stage.
+fn plan_stages(
+    ctx: &Context,
+    owner: &Owner,
+    stack: &SigstoreStack,
+    observed: &observe::Observed,
+) -> Vec<StagePlan> {
+    let now = Timestamp::now();
+    plan::enabled_stages(&stack.spec)
+        .into_iter()
+        .map(|stage| {
+            let template = stages::template(owner, &stack.spec, stage, &ctx.options.jobs);
+            let hash = build::content_hash(&template);
+            let jobs: Vec<&observe::JobView> =
+                observed.jobs.iter().filter(|j| j.stage == stage).collect();
+            plan::plan(
+                stage,
+                plan::done(stage, owner, observed),
+                plan::waiting_for(stage, owner, observed),
+                &jobs,
+                &hash,
+                now,
+                ctx.options.stage_retry_base,
+            )
+        })
+        .collect()
+}
+
+/// Deletes superseded Jobs and starts the planned attempts.
+async fn run_plans(
+    ctx: &Context,
+    owner: &Owner,
+    stack: &SigstoreStack,
+    plans: &[StagePlan],
+) -> Result<()> {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    for p in plans {
+        for name in &p.delete {
+            match jobs.delete(name, &DeleteParams::background()).await {
+                Ok(_) => tracing::info!(job = %name, "deleted a superseded stage Job"),
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(attempt) = p.create {
+            let template = stages::template(owner, &stack.spec, p.stage, &ctx.options.jobs);
+            let hash = build::content_hash(&template);
+            let job = stages::job(owner, p.stage, template, &hash, attempt, &ctx.options.jobs);
+            if create_new(&jobs, &job).await? {
+                tracing::info!(job = %job.name_any(), stage = p.stage.id(), attempt, "started a stage Job");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `desired` if it differs from the stack's status, and publishes
+/// an Event for each transition.
+async fn report(
+    ctx: &Context,
+    stack: &SigstoreStack,
+    namespace: &str,
+    desired: SigstoreStackStatus,
+) -> Result<()> {
+    if !status::needs_write(stack, &desired) {
+        return Ok(());
+    }
+    let api: Api<SigstoreStack> = Api::namespaced(ctx.client.clone(), namespace);
+    apply_status(&api, &stack.name_any(), &desired).await?;
+    ctx.metrics.status_writes.inc();
+    tracing::info!(phase = ?desired.phase, "status updated");
+    for notice in status::notices(stack.status.as_ref(), &desired) {
+        publish(ctx, stack, notice).await;
+    }
+    Ok(())
 }
 
 /// Records a status change as an Event on the stack. A failure is logged,

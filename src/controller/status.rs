@@ -1,56 +1,232 @@
-//! The status a stack should have: a pure function of the stack.
+//! The status a stack should have: a pure function of the stack, what it
+//! owns, and the stage decisions.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use super::{
+    observe::Observed,
+    plan::{self, FAILED, StagePlan},
+};
 use crate::{
-    api::{Phase, SigstoreStack, SigstoreStackStatus},
+    api::{
+        FulcioStatus, LogStatus, Phase, SigstoreStack, SigstoreStackSpec, SigstoreStackStatus,
+        TrillianStatus,
+    },
+    build::{self, Owner, stages::Stage, trillian},
     conditions::{self, Desired, READY, Status},
-    validate::validate,
+    names::{self, Log},
+    validate::validate_stack,
 };
 
-/// Reason of `Ready=False` while the stack waits to be brought up.
-pub const REASON_PENDING: &str = "Pending";
+/// Reason of `Ready=False` while the stack comes up.
+pub const REASON_PROGRESSING: &str = "Progressing";
+/// Reason of `Ready=True`.
+pub const REASON_READY: &str = "Ready";
+/// Reason of `Ready=False` when a stage's last attempt failed.
+pub const REASON_STAGE_FAILED: &str = "StageFailed";
 /// Reason of `Ready=False` when the spec cannot be acted on.
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+/// Reason of a component condition that this version does not deploy.
+pub const REASON_NOT_IMPLEMENTED: &str = "NotImplemented";
 
-/// Computes the status `stack` should carry at `now`. Existing transition
-/// times are kept, so calling it again on its own output changes nothing.
-pub fn desired(stack: &SigstoreStack, now: &Time) -> SigstoreStackStatus {
+/// What the reconciler learned about a valid stack.
+pub struct Facts<'a> {
+    /// The stack as owner.
+    pub owner: &'a Owner,
+    /// What it owns.
+    pub observed: &'a Observed,
+    /// The decision for each enabled stage.
+    pub plans: &'a [StagePlan],
+}
+
+/// A component's availability condition and the Deployments behind it.
+pub fn components(owner: &Owner, spec: &SigstoreStackSpec) -> Vec<(&'static str, Vec<String>)> {
+    let mut out = Vec::new();
+    if trillian::needed(spec) {
+        let mut parts = Vec::new();
+        if trillian::embedded(spec) {
+            parts.push(names::TRILLIAN_DB);
+        }
+        parts.extend([names::TRILLIAN_LOG_SERVER, names::TRILLIAN_LOG_SIGNER]);
+        out.push(("TrillianAvailable", parts));
+    }
+    if spec.rekor.enabled {
+        out.push(("RekorAvailable", vec![names::REKOR_REDIS, names::REKOR]));
+    }
+    if spec.ctlog.enabled {
+        out.push(("CTLogAvailable", vec![names::CTLOG]));
+    }
+    if spec.fulcio.enabled {
+        out.push(("FulcioAvailable", vec![names::FULCIO]));
+    }
+    out.into_iter()
+        .map(|(c, parts)| (c, parts.into_iter().map(|p| owner.name_of(p)).collect()))
+        .collect()
+}
+
+fn component_condition(
+    type_: &'static str,
+    deployments: &[String],
+    observed: &Observed,
+) -> Desired {
+    let down: Vec<&str> = deployments
+        .iter()
+        .filter(|d| !observed.available(d))
+        .map(String::as_str)
+        .collect();
+    if down.is_empty() {
+        Desired {
+            type_,
+            status: Status::True,
+            reason: "Available",
+            message: format!("Deployment {} available.", deployments.join(", ")),
+        }
+    } else {
+        Desired {
+            type_,
+            status: Status::False,
+            reason: "Unavailable",
+            message: format!(
+                "Waiting for Deployment {} to become available.",
+                down.join(", ")
+            ),
+        }
+    }
+}
+
+/// Computes the status `stack` should carry at `now`. `facts` is `None`
+/// when the spec is invalid. Existing transition times are kept, so an
+/// unchanged stack yields an identical status and no write.
+pub fn desired(
+    stack: &SigstoreStack,
+    facts: Option<&Facts<'_>>,
+    now: &Time,
+) -> SigstoreStackStatus {
     let current = stack.status.as_ref();
     let existing = current.map(|s| s.conditions.as_slice()).unwrap_or_default();
-    let errors = validate(&stack.spec);
-    let (phase, ready) = if errors.is_empty() {
-        (
-            Phase::Pending,
-            Desired {
-                type_: READY,
-                status: Status::False,
-                reason: REASON_PENDING,
-                message: "The stack is accepted and waits to be brought up; this operator \
-                          version records stacks but does not deploy them yet."
-                    .into(),
-            },
-        )
-    } else {
-        let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        (
-            Phase::Invalid,
-            Desired {
-                type_: READY,
-                status: Status::False,
-                reason: REASON_INVALID_SPEC,
-                message: format!("The spec cannot be acted on: {}", listed.join("; ")),
-            },
-        )
-    };
     let generation = stack.metadata.generation;
+    let errors = validate_stack(
+        &stack.metadata.name.clone().unwrap_or_default(),
+        &stack.spec,
+    );
+    let (Some(facts), true) = (facts, errors.is_empty()) else {
+        let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let ready = Desired {
+            type_: READY,
+            status: Status::False,
+            reason: REASON_INVALID_SPEC,
+            message: format!("The spec cannot be acted on: {}", listed.join("; ")),
+        };
+        // Keep what was reported before, so fixing the spec loses nothing.
+        let mut kept: Vec<Condition> = existing
+            .iter()
+            .filter(|c| c.type_ != READY)
+            .cloned()
+            .collect();
+        let mut conditions = conditions::merge(existing, &[ready], generation, now);
+        conditions.append(&mut kept);
+        return SigstoreStackStatus {
+            observed_generation: generation,
+            phase: Some(Phase::Invalid),
+            conditions,
+            ..current.cloned().unwrap_or_default()
+        };
+    };
+    let spec = &stack.spec;
+    let mut wanted: Vec<Desired> = facts.plans.iter().map(|p| p.condition.clone()).collect();
+    for (type_, deployments) in components(facts.owner, spec) {
+        wanted.push(component_condition(type_, &deployments, facts.observed));
+    }
+    let unmet: Vec<String> = wanted
+        .iter()
+        .filter(|d| d.status != Status::True)
+        .map(|d| format!("{} ({})", d.type_, d.reason))
+        .collect();
+    let failed = facts
+        .plans
+        .iter()
+        .any(|p| p.failed || p.condition.reason == FAILED);
+    let ready = if unmet.is_empty() {
+        Desired {
+            type_: READY,
+            status: Status::True,
+            reason: REASON_READY,
+            message: "Every enabled component is available.".into(),
+        }
+    } else {
+        Desired {
+            type_: READY,
+            status: Status::False,
+            reason: if failed {
+                REASON_STAGE_FAILED
+            } else {
+                REASON_PROGRESSING
+            },
+            message: format!("Waiting for {}.", unmet.join(", ")),
+        }
+    };
+    let phase = match (ready.status, failed) {
+        (Status::True, _) => Phase::Ready,
+        (_, true) => Phase::Degraded,
+        _ => Phase::Progressing,
+    };
+    let mut all = vec![ready];
+    all.append(&mut wanted);
+    // Honest about what this version does not deploy yet; not part of Ready.
+    for (enabled, type_, what) in [
+        (spec.tsa.enabled, "TSAAvailable", "the timestamp authority"),
+        (spec.tuf.enabled, "TUFAvailable", "the TUF repository"),
+    ] {
+        if enabled {
+            all.push(Desired {
+                type_,
+                status: Status::Unknown,
+                reason: REASON_NOT_IMPLEMENTED,
+                message: format!("This operator version does not deploy {what} yet."),
+            });
+        }
+    }
     SigstoreStackStatus {
         observed_generation: generation,
         phase: Some(phase),
-        conditions: conditions::merge(existing, &[ready], generation, now),
-        // Stage results and URLs arrive with the reconciler that produces them;
-        // whatever is recorded is kept rather than dropped.
+        conditions: conditions::merge(existing, &all, generation, now),
+        trillian: trillian::needed(spec).then(|| TrillianStatus {
+            address: Some(trillian::address(facts.owner)),
+        }),
+        rekor: spec
+            .rekor
+            .enabled
+            .then(|| log_status(facts, Log::Rekor, build::rekor::url(facts.owner))),
+        ctlog: spec.ctlog.enabled.then(|| {
+            log_status(
+                facts,
+                Log::Ctlog,
+                build::ctlog::url(facts.owner, &spec.ctlog.prefix),
+            )
+        }),
+        fulcio: spec.fulcio.enabled.then(|| FulcioStatus {
+            url: Some(build::fulcio::url(facts.owner)),
+            root_certificate: plan::fulcio_root(facts.owner, facts.observed),
+        }),
         ..current.cloned().unwrap_or_default()
+    }
+}
+
+fn log_status(facts: &Facts<'_>, log: Log, url: String) -> LogStatus {
+    let stack = &facts.owner.name;
+    let public = match log {
+        Log::Rekor => names::rekor_public(stack),
+        Log::Ctlog => names::ctlog_public(stack),
+    };
+    LogStatus {
+        url: Some(url),
+        tree_id: plan::tree_id(facts.observed, &names::log_config(stack, log)),
+        public_key: facts
+            .observed
+            .secrets
+            .get(&public)
+            .and_then(|s| s.public.get("public"))
+            .cloned(),
     }
 }
 
@@ -59,33 +235,69 @@ pub fn desired(stack: &SigstoreStack, now: &Time) -> SigstoreStackStatus {
 pub struct Notice {
     /// Warning (something needs a person) or normal.
     pub warning: bool,
-    /// The Ready condition's new reason.
+    /// A CamelCase reason.
     pub reason: String,
-    /// Its message.
+    /// What happened.
     pub note: String,
 }
 
-/// Reasons that call for a person.
-const WARNING_REASONS: &[&str] = &[REASON_INVALID_SPEC];
+fn is_stage(type_: &str) -> bool {
+    Stage::ALL.iter().any(|s| s.condition() == type_)
+}
 
-/// The Event for going from `old` to `new`: one when the `Ready` reason
-/// changes, except for a new stack's first `Pending`, which says nothing.
-pub fn notice(old: Option<&SigstoreStackStatus>, new: &SigstoreStackStatus) -> Option<Notice> {
-    let reason_of =
-        |s: &SigstoreStackStatus| conditions::find(&s.conditions, READY).map(|c| c.reason.clone());
-    let before = old.and_then(reason_of);
-    let ready = conditions::find(&new.conditions, READY)?;
-    if before.as_deref() == Some(ready.reason.as_str())
-        || (before.is_none() && ready.reason == REASON_PENDING)
-    {
-        return None;
+/// The Events for going from `old` to `new`: stage transitions (started,
+/// failed, done), components becoming (un)available, and changes of the
+/// Ready reason. A new stack's first waiting states say nothing.
+pub fn notices(old: Option<&SigstoreStackStatus>, new: &SigstoreStackStatus) -> Vec<Notice> {
+    let before = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let mut out = Vec::new();
+    for c in &new.conditions {
+        let prev = conditions::find(before, &c.type_);
+        if prev.is_some_and(|p| p.reason == c.reason && p.status == c.status) {
+            continue;
+        }
+        let note: String = c.message.chars().take(1000).collect();
+        let notice = if c.type_ == READY {
+            let quiet = prev.is_none() && c.reason == REASON_PROGRESSING;
+            (!quiet).then(|| Notice {
+                warning: [REASON_INVALID_SPEC, REASON_STAGE_FAILED].contains(&c.reason.as_str()),
+                reason: c.reason.clone(),
+                note,
+            })
+        } else if is_stage(&c.type_) {
+            let stage = c.type_.trim_end_matches("Created");
+            match c.reason.as_str() {
+                plan::CREATED => Some(format!("{stage}Created")),
+                plan::RUNNING => Some(format!("{stage}Running")),
+                FAILED => Some(format!("{stage}Failed")),
+                _ => None,
+            }
+            .map(|reason| Notice {
+                warning: c.reason == FAILED,
+                reason,
+                note,
+            })
+        } else if c.type_.ends_with("Available") && c.status != "Unknown" {
+            let component = c.type_.trim_end_matches("Available");
+            match (prev.map(|p| p.status.as_str()), c.status.as_str()) {
+                (_, "True") => Some(Notice {
+                    warning: false,
+                    reason: format!("{component}Available"),
+                    note,
+                }),
+                (Some("True"), _) => Some(Notice {
+                    warning: true,
+                    reason: format!("{component}Unavailable"),
+                    note,
+                }),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        out.extend(notice);
     }
-    Some(Notice {
-        warning: WARNING_REASONS.contains(&ready.reason.as_str()),
-        reason: ready.reason.clone(),
-        // Events carry at most 1 kB of note.
-        note: ready.message.chars().take(1000).collect(),
-    })
+    out
 }
 
 /// Whether `desired` differs from what the stack already carries.
@@ -98,7 +310,7 @@ mod tests {
     use k8s_openapi::jiff::Timestamp;
 
     use super::*;
-    use crate::api::SigstoreStackSpec;
+    use crate::{api::SigstoreStackSpec, build::tests::owner, controller::observe::Availability};
 
     fn at(secs: i64) -> Time {
         Time(Timestamp::from_second(secs).unwrap())
@@ -110,66 +322,119 @@ mod tests {
         s
     }
 
+    fn plans(stack: &SigstoreStack, observed: &Observed) -> Vec<StagePlan> {
+        plan::enabled_stages(&stack.spec)
+            .into_iter()
+            .map(|s| {
+                plan::plan(
+                    s,
+                    plan::done(s, &owner(), observed),
+                    plan::waiting_for(s, &owner(), observed),
+                    &[],
+                    "h",
+                    Timestamp::from_second(0).unwrap(),
+                    std::time::Duration::from_secs(10),
+                )
+            })
+            .collect()
+    }
+
+    fn status_of(stack: &SigstoreStack, observed: &Observed, now: i64) -> SigstoreStackStatus {
+        let o = owner();
+        let p = plans(stack, observed);
+        let facts = Facts {
+            owner: &o,
+            observed,
+            plans: &p,
+        };
+        desired(stack, Some(&facts), &at(now))
+    }
+
     #[test]
-    fn new_stack_is_pending() {
-        let status = desired(&stack(1), &at(5));
-        assert_eq!(status.observed_generation, Some(1));
-        assert_eq!(status.phase, Some(Phase::Pending));
+    fn new_stack_progresses_and_lists_what_it_waits_for() {
+        let s = stack(1);
+        let status = status_of(&s, &Observed::default(), 5);
+        assert_eq!(status.phase, Some(Phase::Progressing));
         let ready = conditions::find(&status.conditions, READY).unwrap();
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
-            ("False", "Pending")
+            ("False", REASON_PROGRESSING)
         );
-        assert_eq!(ready.observed_generation, Some(1));
+        assert!(
+            ready.message.contains("CertsCreated (Running)"),
+            "{}",
+            ready.message
+        );
+        assert!(
+            ready
+                .message
+                .contains("RekorTreeCreated (WaitingForInputs)"),
+            "{}",
+            ready.message
+        );
+        let tsa = conditions::find(&status.conditions, "TSAAvailable").unwrap();
+        assert_eq!(tsa.status, "Unknown");
+        assert_eq!(
+            status.fulcio.as_ref().unwrap().url.as_deref(),
+            Some("http://demo-fulcio.ns1.svc")
+        );
+        assert_eq!(
+            status.ctlog.as_ref().unwrap().url.as_deref(),
+            Some("http://demo-ctlog.ns1.svc/sigstorescaffolding")
+        );
     }
 
     #[test]
     fn settled_stack_needs_no_write() {
         let mut s = stack(1);
-        s.status = Some(desired(&s, &at(5)));
-        let again = desired(&s, &at(500));
-        assert!(!needs_write(&s, &again));
+        let observed = Observed::default();
+        s.status = Some(status_of(&s, &observed, 5));
+        assert!(!needs_write(&s, &status_of(&s, &observed, 500)));
     }
 
     #[test]
-    fn new_generation_needs_a_write() {
+    fn ready_needs_every_component() {
         let mut s = stack(1);
-        s.status = Some(desired(&s, &at(5)));
-        s.metadata.generation = Some(2);
-        let next = desired(&s, &at(6));
-        assert!(needs_write(&s, &next));
-        assert_eq!(next.observed_generation, Some(2));
-        // Same Ready status: the transition time stays.
-        assert_eq!(next.conditions[0].last_transition_time, at(5));
-    }
-
-    #[test]
-    fn notices_only_on_reason_changes() {
-        let mut s = stack(1);
-        let pending = desired(&s, &at(5));
-        assert_eq!(
-            notice(None, &pending),
-            None,
-            "a new stack's Pending is quiet"
+        s.spec.rekor.enabled = false;
+        s.spec.ctlog.enabled = false;
+        s.spec.tsa.enabled = false;
+        s.spec.tuf.enabled = false;
+        let mut observed = Observed::default();
+        let view = |keys: &[&str]| crate::controller::observe::SecretView {
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+            ..Default::default()
+        };
+        observed.secrets.insert(
+            "demo-fulcio-ca".into(),
+            view(&["cert", "private", "public", "password"]),
         );
-        s.status = Some(pending.clone());
-        s.spec.ctlog.prefix = "a/b".into();
-        let invalid = desired(&s, &at(6));
-        let n = notice(Some(&pending), &invalid).unwrap();
-        assert!(n.warning);
-        assert_eq!(n.reason, REASON_INVALID_SPEC);
-        assert!(n.note.contains("spec.ctlog.prefix"));
-        assert_eq!(notice(Some(&invalid), &invalid), None, "no repeat");
-        let fixed = notice(Some(&invalid), &pending).unwrap();
-        assert!(!fixed.warning);
-        assert_eq!(fixed.reason, REASON_PENDING);
+        observed
+            .secrets
+            .insert("demo-fulcio-pub".into(), view(&["cert"]));
+        let status = status_of(&s, &observed, 5);
+        assert_eq!(
+            status.phase,
+            Some(Phase::Progressing),
+            "Fulcio is not up yet"
+        );
+        observed.deployments.insert(
+            "demo-fulcio".into(),
+            Availability {
+                available: 1,
+                current: true,
+            },
+        );
+        let status = status_of(&s, &observed, 6);
+        assert_eq!(status.phase, Some(Phase::Ready));
+        assert!(status.rekor.is_none() && status.trillian.is_none());
     }
 
     #[test]
-    fn invalid_spec_names_the_field() {
+    fn invalid_spec_names_the_field_and_keeps_other_conditions() {
         let mut s = stack(3);
+        s.status = Some(status_of(&s, &Observed::default(), 1));
         s.spec.ctlog.prefix = "no/slashes".into();
-        let status = desired(&s, &at(5));
+        let status = desired(&s, None, &at(5));
         assert_eq!(status.phase, Some(Phase::Invalid));
         let ready = conditions::find(&status.conditions, READY).unwrap();
         assert_eq!(ready.reason, REASON_INVALID_SPEC);
@@ -178,5 +443,33 @@ mod tests {
             "{}",
             ready.message
         );
+        assert!(conditions::find(&status.conditions, "CertsCreated").is_some());
+    }
+
+    #[test]
+    fn notices_follow_transitions() {
+        let s = stack(1);
+        let first = status_of(&s, &Observed::default(), 1);
+        let reasons: Vec<String> = notices(None, &first)
+            .into_iter()
+            .map(|n| n.reason)
+            .collect();
+        assert_eq!(
+            reasons,
+            ["CertsRunning", "RekorKeyRunning"],
+            "waiting is quiet"
+        );
+        assert!(notices(Some(&first), &first).is_empty(), "no repeats");
+        let mut failed = first.clone();
+        let certs = failed
+            .conditions
+            .iter_mut()
+            .find(|c| c.type_ == "CertsCreated")
+            .unwrap();
+        certs.reason = FAILED.into();
+        let n = notices(Some(&first), &failed);
+        assert_eq!(n.len(), 1);
+        assert!(n[0].warning);
+        assert_eq!(n[0].reason, "CertsFailed");
     }
 }

@@ -45,7 +45,7 @@ impl Created {
 }
 
 /// Returns the Secret `name` if it holds every key in `required`; creates
-/// it from `make()` if it does not exist. A Secret missing some keys is an
+/// it from `make()` if it does not exist, or fills it if it exists empty. A Secret missing some keys is an
 /// error: it is never completed with fresh key material that would not
 /// match what it holds.
 pub async fn create_once(
@@ -56,7 +56,20 @@ pub async fn create_once(
     labels: &BTreeMap<String, String>,
     make: impl FnOnce() -> Result<Data, StageError>,
 ) -> Result<Created, StageError> {
-    if let Some(existing) = api.get_opt(name).await? {
+    if let Some(mut existing) = api.get_opt(name).await? {
+        if existing.data.as_ref().is_none_or(|d| d.is_empty()) {
+            // An empty placeholder the operator made: fill it, but only if
+            // nobody filled it since we read it (the resourceVersion says).
+            existing.data = Some(make()?);
+            return match api.replace(name, &PostParams::default(), &existing).await {
+                Ok(filled) => Ok(Created::New(filled.data.unwrap_or_default())),
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    let current = api.get(name).await?;
+                    complete(namespace, name, required, current).map(Created::Existing)
+                }
+                Err(e) => Err(e.into()),
+            };
+        }
         return complete(namespace, name, required, existing).map(Created::Existing);
     }
     let secret = Secret {

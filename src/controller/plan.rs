@@ -1,0 +1,496 @@
+//! Pure decisions about stages: is a stage's output there, may it start,
+//! and which Job to create or delete. A failed Job is never the end: the
+//! next attempt follows after a delay that grows with each failure.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use super::observe::{JobState, JobView, Observed};
+use crate::{
+    api::SigstoreStackSpec,
+    build::{Owner, stages::Stage, trillian},
+    conditions::{Desired, Status},
+    names::{self, Log, TRILLIAN_LOG_SERVER},
+    stage::{createcerts, createctconfig, rekorkey, secrets::Data},
+};
+
+/// Reason: the stage's output exists.
+pub const CREATED: &str = "Created";
+/// Reason: the stage waits for an input.
+pub const WAITING: &str = "WaitingForInputs";
+/// Reason: a Job runs the stage.
+pub const RUNNING: &str = "Running";
+/// Reason: the last attempt failed; another follows.
+pub const FAILED: &str = "Failed";
+
+/// Whether `stage`'s output is complete, with a sentence on what is there
+/// or missing.
+pub fn done(stage: Stage, owner: &Owner, observed: &Observed) -> (bool, String) {
+    let stack = &owner.name;
+    let secret = |name: &str| observed.secrets.get(name);
+    match stage {
+        Stage::RekorTree | Stage::CtlogTree => {
+            let log = if stage == Stage::RekorTree {
+                Log::Rekor
+            } else {
+                Log::Ctlog
+            };
+            let name = names::log_config(stack, log);
+            match tree_id(observed, &name) {
+                Some(id) => (true, format!("ConfigMap {name} records tree {id}")),
+                None => (false, format!("ConfigMap {name} has no treeID yet")),
+            }
+        }
+        Stage::Certs => {
+            let ca = names::fulcio_ca(stack);
+            let public = names::fulcio_public(stack);
+            let ok = secret(&ca).is_some_and(|s| s.has_all(createcerts::REQUIRED))
+                && secret(&public).is_some_and(|s| s.has_all(&["cert"]));
+            (
+                ok,
+                if ok {
+                    format!("Secret {ca} holds Fulcio's CA")
+                } else {
+                    format!("Secret {ca} or {public} is not complete yet")
+                },
+            )
+        }
+        Stage::RekorKey => {
+            let signer = names::rekor_signer(stack);
+            let public = names::rekor_public(stack);
+            let ok = secret(&signer).is_some_and(|s| s.has_all(rekorkey::REQUIRED))
+                && secret(&public).is_some_and(|s| s.has_all(&["public"]));
+            (
+                ok,
+                if ok {
+                    format!("Secret {signer} holds Rekor's signing key")
+                } else {
+                    format!("Secret {signer} or {public} is not complete yet")
+                },
+            )
+        }
+        Stage::CtConfig => {
+            let name = names::ctlog_secret(stack);
+            let public = names::ctlog_public(stack);
+            let Some(ct) = secret(&name).filter(|s| s.has_all(&["private", "public", "config"]))
+            else {
+                return (false, format!("Secret {name} is not complete yet"));
+            };
+            if !secret(&public).is_some_and(|s| s.has_all(&["public"])) {
+                return (false, format!("Secret {public} is not complete yet"));
+            }
+            let tree = tree_id(observed, &names::log_config(stack, Log::Ctlog));
+            if tree.is_some() && ct.config_log_id != tree {
+                return (
+                    false,
+                    format!("the config in Secret {name} names another tree"),
+                );
+            }
+            if let Some(root) = fulcio_root(owner, observed) {
+                let roots: Data = ct
+                    .public
+                    .iter()
+                    .map(|(k, v)| (k.clone(), k8s_openapi::ByteString(v.clone().into_bytes())))
+                    .collect();
+                if createctconfig::merge_roots(&roots, &root).1.is_some() {
+                    return (
+                        false,
+                        format!("Secret {name} does not trust Fulcio's current root yet"),
+                    );
+                }
+            }
+            (
+                true,
+                format!("Secret {name} holds the CT log's key and config"),
+            )
+        }
+    }
+}
+
+/// The tree ID a log's ConfigMap records.
+pub fn tree_id(observed: &Observed, config_map: &str) -> Option<i64> {
+    observed
+        .config_maps
+        .get(config_map)?
+        .get(names::TREE_ID_KEY)?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|id| *id > 0)
+}
+
+/// Fulcio's root certificate (the last of the public chain).
+pub fn fulcio_root(owner: &Owner, observed: &Observed) -> Option<String> {
+    let chain = observed
+        .secrets
+        .get(&names::fulcio_public(&owner.name))?
+        .public
+        .get("cert")?;
+    createctconfig::root_of_chain(chain)
+}
+
+/// What `stage` still waits for before it can start, if anything.
+pub fn waiting_for(stage: Stage, owner: &Owner, observed: &Observed) -> Option<String> {
+    match stage {
+        Stage::Certs | Stage::RekorKey => None,
+        Stage::RekorTree | Stage::CtlogTree => {
+            let server = owner.name_of(TRILLIAN_LOG_SERVER);
+            (!observed.available(&server))
+                .then(|| format!("Trillian's log server (Deployment {server}) to become available"))
+        }
+        Stage::CtConfig => {
+            let mut missing = Vec::new();
+            if !done(Stage::CtlogTree, owner, observed).0 {
+                missing.push("the CT log's tree");
+            }
+            if !done(Stage::Certs, owner, observed).0 {
+                missing.push("Fulcio's CA");
+            }
+            (!missing.is_empty()).then(|| missing.join(" and "))
+        }
+    }
+}
+
+/// What to do about one stage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StagePlan {
+    /// The stage.
+    pub stage: Stage,
+    /// Its condition.
+    pub condition: Desired,
+    /// Create this attempt's Job.
+    pub create: Option<u32>,
+    /// Delete these Jobs (stale or superseded).
+    pub delete: Vec<String>,
+    /// Look again after this long (a retry delay runs).
+    pub requeue: Option<Duration>,
+    /// Whether the last attempt failed.
+    pub failed: bool,
+}
+
+/// The delay after `failures` failed attempts in a row: `base`, doubling,
+/// at most five minutes.
+pub fn retry_delay(base: Duration, failures: u32) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+    base.saturating_mul(factor).min(Duration::from_secs(300))
+}
+
+/// Decides `stage`'s Jobs from its state and its Jobs (`jobs` holds only
+/// this stage's). `hash` is the current Pod template's: Jobs of another
+/// hash come from an older spec and are deleted, so a spec change starts
+/// again from attempt 1.
+pub fn plan(
+    stage: Stage,
+    (is_done, detail): (bool, String),
+    waiting: Option<String>,
+    jobs: &[&JobView],
+    hash: &str,
+    now: Timestamp,
+    retry_base: Duration,
+) -> StagePlan {
+    let condition = |status, reason, message: String| Desired {
+        type_: stage.condition(),
+        status,
+        reason,
+        message,
+    };
+    let mut delete: Vec<String> = jobs
+        .iter()
+        .filter(|j| j.hash != hash)
+        .map(|j| j.name.clone())
+        .collect();
+    let latest = jobs
+        .iter()
+        .filter(|j| j.hash == hash)
+        .max_by_key(|j| j.attempt);
+    let mut out = StagePlan {
+        stage,
+        condition: condition(Status::True, CREATED, detail.clone()),
+        create: None,
+        delete: Vec::new(),
+        requeue: None,
+        failed: false,
+    };
+    if is_done {
+        out.delete = delete;
+        return out;
+    }
+    if let Some(w) = waiting {
+        out.condition = condition(Status::False, WAITING, format!("Waiting for {w}."));
+        out.delete = delete;
+        return out;
+    }
+    let superseded = |keep: &str| -> Vec<String> {
+        jobs.iter()
+            .filter(|j| j.hash == hash && j.name != keep)
+            .map(|j| j.name.clone())
+            .collect()
+    };
+    match latest {
+        None => {
+            out.create = Some(1);
+            out.condition = condition(Status::False, RUNNING, "Starting the first attempt.".into());
+        }
+        Some(job) => match &job.state {
+            JobState::Running => {
+                out.condition = condition(
+                    Status::False,
+                    RUNNING,
+                    format!("Job {} (attempt {}) is running.", job.name, job.attempt),
+                );
+            }
+            JobState::Succeeded => {
+                // It succeeded, yet the output is gone (deleted since):
+                // run again at once; the stage keeps what still exists.
+                out.create = Some(job.attempt + 1);
+                delete.extend(superseded(&job.name));
+                out.condition = condition(
+                    Status::False,
+                    RUNNING,
+                    format!("{detail}; running the stage again."),
+                );
+            }
+            JobState::Failed { at, reason } => {
+                let failure = job
+                    .message
+                    .as_deref()
+                    .map(last_line)
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or(reason.as_str())
+                    .to_owned();
+                let delay = retry_delay(retry_base, job.attempt);
+                let due = at
+                    .checked_add(SignedDuration::try_from(delay).unwrap_or_default())
+                    .unwrap_or(*at);
+                out.failed = true;
+                if now >= due {
+                    out.create = Some(job.attempt + 1);
+                    delete.extend(superseded(&job.name));
+                    out.condition = condition(
+                        Status::False,
+                        RUNNING,
+                        format!(
+                            "Attempt {} is starting; attempt {} failed: {failure}",
+                            job.attempt + 1,
+                            job.attempt
+                        ),
+                    );
+                } else {
+                    let wait = Duration::try_from(due.duration_since(now)).unwrap_or_default();
+                    out.requeue = Some(wait);
+                    // A fixed time, not a countdown: the message must not
+                    // change from one pass to the next, or every pass writes.
+                    out.condition = condition(
+                        Status::False,
+                        FAILED,
+                        format!(
+                            "Job {} (attempt {}) failed: {failure}. The next attempt starts at {}.",
+                            job.name,
+                            job.attempt,
+                            due.round(k8s_openapi::jiff::Unit::Second).unwrap_or(due)
+                        ),
+                    );
+                }
+            }
+        },
+    }
+    out.delete = delete;
+    out
+}
+
+/// The last non-empty line of a Pod's log tail, bounded: the stage prints
+/// its error there.
+fn last_line(message: &str) -> &str {
+    let line = message
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    match line.char_indices().nth(500) {
+        Some((i, _)) => &line[..i],
+        None => line,
+    }
+}
+
+/// The stages `spec` enables, with the stage decisions for each.
+pub fn enabled_stages(spec: &SigstoreStackSpec) -> Vec<Stage> {
+    Stage::ALL.into_iter().filter(|s| s.enabled(spec)).collect()
+}
+
+/// The Trillian address every log uses, for status.
+pub fn trillian_address(owner: &Owner) -> String {
+    trillian::address(owner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{build::tests::owner, controller::observe::SecretView};
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).unwrap()
+    }
+
+    fn job(attempt: u32, hash: &str, state: JobState) -> JobView {
+        JobView {
+            name: format!("demo-certs-{hash}-{attempt}"),
+            stage: Stage::Certs,
+            hash: hash.into(),
+            attempt,
+            state,
+            message: Some("INFO starting\nstage failed: Trillian unavailable\n".into()),
+        }
+    }
+
+    fn run(jobs: &[JobView], now: i64) -> StagePlan {
+        let refs: Vec<&JobView> = jobs.iter().collect();
+        plan(
+            Stage::Certs,
+            (false, "missing".into()),
+            None,
+            &refs,
+            "h",
+            at(now),
+            Duration::from_secs(10),
+        )
+    }
+
+    #[test]
+    fn first_attempt_starts_at_once() {
+        let p = run(&[], 0);
+        assert_eq!(p.create, Some(1));
+        assert_eq!(p.condition.reason, RUNNING);
+    }
+
+    #[test]
+    fn running_job_is_left_alone() {
+        let p = run(&[job(1, "h", JobState::Running)], 0);
+        assert_eq!((p.create, p.delete.len()), (None, 0));
+    }
+
+    #[test]
+    fn failure_waits_then_retries_with_growing_delay() {
+        let failed = |_attempt: u32| JobState::Failed {
+            at: at(100),
+            reason: "BackoffLimitExceeded".into(),
+        };
+        let p = run(&[job(1, "h", failed(1))], 105);
+        assert_eq!(p.create, None);
+        assert_eq!(p.condition.reason, FAILED);
+        assert!(
+            p.condition.message.contains("Trillian unavailable"),
+            "{}",
+            p.condition.message
+        );
+        assert_eq!(p.requeue, Some(Duration::from_secs(5)));
+        assert!(p.failed);
+        let p = run(&[job(1, "h", failed(1))], 110);
+        assert_eq!(p.create, Some(2));
+        // Third failure waits 40 s.
+        let p = run(&[job(2, "h", failed(2)), job(3, "h", failed(3))], 130);
+        assert_eq!(p.requeue, Some(Duration::from_secs(10)));
+        let p = run(&[job(2, "h", failed(2)), job(3, "h", failed(3))], 140);
+        assert_eq!(p.create, Some(4));
+        assert_eq!(
+            p.delete,
+            ["demo-certs-h-2"],
+            "only the last failure is kept"
+        );
+    }
+
+    #[test]
+    fn spec_change_restarts_the_count() {
+        let failed = JobState::Failed {
+            at: at(0),
+            reason: "x".into(),
+        };
+        let p = run(&[job(7, "old", failed)], 1);
+        assert_eq!(p.create, Some(1));
+        assert_eq!(p.delete, ["demo-certs-old-7"]);
+    }
+
+    #[test]
+    fn deleted_output_runs_the_stage_again() {
+        let p = run(&[job(1, "h", JobState::Succeeded)], 0);
+        assert_eq!(p.create, Some(2));
+    }
+
+    #[test]
+    fn done_stage_creates_nothing() {
+        let j = job(1, "h", JobState::Succeeded);
+        let p = plan(
+            Stage::Certs,
+            (true, "there".into()),
+            None,
+            &[&j],
+            "h",
+            at(0),
+            Duration::from_secs(10),
+        );
+        assert_eq!((p.create, p.condition.status), (None, Status::True));
+        assert!(p.delete.is_empty());
+    }
+
+    #[test]
+    fn delay_is_capped() {
+        assert_eq!(
+            retry_delay(Duration::from_secs(10), 1),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            retry_delay(Duration::from_secs(10), 3),
+            Duration::from_secs(40)
+        );
+        assert_eq!(
+            retry_delay(Duration::from_secs(10), 50),
+            Duration::from_secs(300)
+        );
+    }
+
+    #[test]
+    fn ct_config_waits_for_tree_and_ca_then_checks_the_root() {
+        let o = owner();
+        let mut observed = Observed::default();
+        assert_eq!(
+            waiting_for(Stage::CtConfig, &o, &observed).as_deref(),
+            Some("the CT log's tree and Fulcio's CA")
+        );
+        observed.config_maps.insert(
+            "demo-ctlog-config".into(),
+            [("treeID".to_owned(), "42".to_owned())].into(),
+        );
+        let view = |keys: &[&str], public: &[(&str, &str)]| SecretView {
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+            public: public
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            config_log_id: None,
+        };
+        let cert = "-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n";
+        observed.secrets.insert(
+            "demo-fulcio-ca".into(),
+            view(&["cert", "private", "public", "password"], &[]),
+        );
+        observed
+            .secrets
+            .insert("demo-fulcio-pub".into(), view(&["cert"], &[("cert", cert)]));
+        assert_eq!(waiting_for(Stage::CtConfig, &o, &observed), None);
+        let mut ct = view(
+            &["private", "public", "config", "fulcio-0"],
+            &[("fulcio-0", cert)],
+        );
+        ct.config_log_id = Some(42);
+        observed.secrets.insert("demo-ctlog".into(), ct.clone());
+        observed
+            .secrets
+            .insert("demo-ctlog-pub".into(), view(&["public"], &[]));
+        assert!(done(Stage::CtConfig, &o, &observed).0);
+        // A new tree (the old one lost) makes the config stale.
+        ct.config_log_id = Some(7);
+        observed.secrets.insert("demo-ctlog".into(), ct);
+        assert!(!done(Stage::CtConfig, &o, &observed).0);
+    }
+}
