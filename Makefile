@@ -3,6 +3,7 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 TOOLS_DIR ?= $(CURDIR)/.tools
+OPERATOR_IMAGE ?= sigstore-operator:dev
 export TOOLS_DIR
 
 .PHONY: all build test test-unit test-cluster tools crds fmt fmt-check lint bench run up clean-tools help
@@ -47,7 +48,7 @@ up: ## Install the CRD and the sample stack into the current kubeconfig's cluste
 	$(CARGO) run --locked --quiet -- crd | kubectl apply --server-side -f -
 	kubectl wait --for=condition=Established crd/sigstorestacks.scaffolding.sigstore.dev --timeout=60s
 	kubectl apply --server-side -f config/samples/sigstorestack.yaml
-	$(CARGO) run --locked -- run --http-addr 127.0.0.1:8080
+	$(CARGO) run --locked -- run --http-addr 127.0.0.1:8080 --image $(OPERATOR_IMAGE)
 
 clean-tools: ## Remove the built test tools.
 	rm -rf $(TOOLS_DIR)

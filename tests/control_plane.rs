@@ -238,16 +238,17 @@ async fn invalid_specs_are_refused_naming_the_field() {
 }
 
 /// The built binary, against the real API server: status, probes, metrics,
-/// no writes once settled, and a clean stop on SIGTERM.
+/// no writes once settled, and a clean stop on SIGTERM. The stack enables
+/// no component, so it is Ready as soon as its stage RBAC exists.
 #[tokio::test]
-async fn operator_binary_reports_pending_and_settles() {
+async fn operator_binary_reports_status_and_settles() {
     let cp = control_plane();
     let client = cp.client().await;
     install_crd(&client).await;
     let ns = TestNamespace::new(&client, "operator-binary").await;
     // The operator runs with exactly the ClusterRole of config/rbac.
     let user = "operator-binary-test";
-    bind_operator_role(&client, user).await;
+    support::bind_operator_role(&client, user).await;
     let kubeconfig = cp.kubeconfig_for(user, &[]);
     let mut op = Operator::start(&kubeconfig, &cp.dir, user, &["--watch-namespace", &ns.name]);
     eventually("/readyz to answer 200", WAIT, || async {
@@ -257,20 +258,22 @@ async fn operator_binary_reports_pending_and_settles() {
     assert_eq!(op.get("/healthz").await.map(|r| r.0), Some(200));
 
     let api: Api<SigstoreStack> = Api::namespaced(client.clone(), &ns.name);
-    create(&api, stack("demo", json!({})))
-        .await
-        .expect("create");
+    let nothing = json!({
+        "rekor": {"enabled": false}, "ctlog": {"enabled": false}, "fulcio": {"enabled": false},
+        "tsa": {"enabled": false}, "tuf": {"enabled": false},
+    });
+    create(&api, stack("demo", nothing)).await.expect("create");
     let settled = eventually("status with observedGeneration 1", WAIT, || async {
         let s = api.get("demo").await.ok()?;
         (s.status.as_ref()?.observed_generation == Some(1)).then_some(s)
     })
     .await;
     let status = settled.status.clone().expect("status");
-    assert_eq!(status.phase, Some(Phase::Pending));
+    assert_eq!(status.phase, Some(Phase::Ready));
     let ready = find(&status.conditions, READY).expect("Ready condition");
     assert_eq!(
         (ready.status.as_str(), ready.reason.as_str()),
-        ("False", "Pending")
+        ("True", "Ready")
     );
     assert_eq!(ready.observed_generation, Some(1));
     // Status is written by server-side apply under the operator's manager.
@@ -292,14 +295,27 @@ async fn operator_binary_reports_pending_and_settles() {
             .filter(|n| *n >= 2.0)
     })
     .await;
-    // Only status patches. (Usually exactly one; a pass that ran on a cache
-    // not yet showing the first write may repeat the same patch.)
+    // The stage identity (applied, so `patch`) and the status. A pass that
+    // ran on a cache not yet showing a write may repeat the same patch.
     let settled = cp.writes_by(user);
-    assert!(!settled.is_empty());
+    let resources: std::collections::BTreeSet<&str> =
+        settled.iter().map(|w| w.resource.as_str()).collect();
+    assert_eq!(
+        resources,
+        [
+            "events",
+            "rolebindings",
+            "roles",
+            "serviceaccounts",
+            "sigstorestacks"
+        ]
+        .into(),
+        "{settled:?}"
+    );
     assert!(
         settled
             .iter()
-            .all(|w| (w.verb.as_str(), w.subresource.as_str()) == ("patch", "status")),
+            .all(|w| w.verb == "patch" || w.resource == "events"),
         "{settled:?}"
     );
 
@@ -321,7 +337,12 @@ async fn operator_binary_reports_pending_and_settles() {
     assert_eq!(cp.writes_by(user), settled, "no write without a change");
     assert_eq!(
         op.metric("sigstore_operator_status_writes_total").await,
-        Some(settled.len() as f64)
+        Some(
+            settled
+                .iter()
+                .filter(|w| w.resource == "sigstorestacks")
+                .count() as f64
+        )
     );
 
     // A spec the API server accepts but the operator cannot act on.
@@ -345,12 +366,12 @@ async fn operator_binary_reports_pending_and_settles() {
         "{}",
         ready.message
     );
-    // Ready stayed False, so its transition time did not move.
-    assert_eq!(
-        ready.last_transition_time,
-        find(&status.conditions, READY)
-            .unwrap()
-            .last_transition_time
+    // Ready went from True to False, so its transition time moved.
+    assert!(
+        ready.last_transition_time
+            >= find(&status.conditions, READY)
+                .unwrap()
+                .last_transition_time
     );
     // One more status write, and one Warning event saying the same.
     let writes = cp.writes_by(user);
@@ -359,7 +380,11 @@ async fn operator_binary_reports_pending_and_settles() {
         .filter(|w| w.resource == "sigstorestacks")
         .count();
     let event_writes = writes.iter().filter(|w| w.resource == "events").count();
-    assert!(stack_writes > settled.len(), "{writes:?}");
+    let settled_stack_writes = settled
+        .iter()
+        .filter(|w| w.resource == "sigstorestacks")
+        .count();
+    assert!(stack_writes > settled_stack_writes, "{writes:?}");
     assert!(event_writes >= 1, "{writes:?}");
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(client.clone(), &ns.name);
@@ -401,27 +426,6 @@ async fn operator_binary_reports_pending_and_settles() {
         serde_json::from_str(logs.lines().last().unwrap_or("{}")).expect("JSON log lines");
     assert_eq!(last["message"], "stopped cleanly", "{logs}");
     assert!(!logs.contains("BEGIN"), "no key material in logs");
-}
-
-/// Applies config/rbac's ClusterRole and binds it to `user`.
-async fn bind_operator_role(client: &Client, user: &str) {
-    let rbac = support::manifests::read_dir(&support::repo_root().join("config/rbac"));
-    let role: Vec<_> = rbac
-        .into_iter()
-        .filter(|o| o.types.as_ref().is_some_and(|t| t.kind == "ClusterRole"))
-        .collect();
-    assert_eq!(role.len(), 1, "config/rbac has one ClusterRole");
-    support::manifests::apply(client, &role, "default").await;
-    let binding: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": format!("sigstore-operator-{user}")},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                    "name": role[0].name_any()},
-        "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}],
-    }))
-    .unwrap();
-    support::manifests::apply(client, &[binding], "default").await;
 }
 
 /// Every manifest in config/ is accepted by the real API server.
@@ -491,7 +495,7 @@ async fn stacks_side_by_side() {
             WAIT,
             || async {
                 let s = api.get(name).await.ok()?.status?;
-                (s.observed_generation == Some(generation) && s.phase == Some(Phase::Pending))
+                (s.observed_generation == Some(generation) && s.phase == Some(Phase::Progressing))
                     .then_some(())
             },
         )

@@ -8,9 +8,11 @@
 #![allow(dead_code)] // Each test binary uses a different part of it.
 
 mod certs;
+pub mod jobs;
+pub mod kubelet;
 pub mod manifests;
 mod operator;
-mod procs;
+pub mod procs;
 pub mod servers;
 pub mod trillian;
 
@@ -27,12 +29,13 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::{Client, Config, config::Kubeconfig};
 
 #[allow(unused_imports)]
-pub use operator::{Operator, Output, run_cli};
+pub use operator::{Operator, Output, bind_operator_role, run_cli};
 pub use procs::Keeper;
 
 /// Controllers of kube-controller-manager the tests rely on.
 const CONTROLLERS: &str = "garbage-collector-controller,namespace-controller,\
-                           serviceaccount-controller,serviceaccount-token-controller";
+                           serviceaccount-controller,serviceaccount-token-controller,\
+                           root-ca-certificate-publisher-controller";
 
 static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 static KEEPER: OnceLock<Keeper> = OnceLock::new();

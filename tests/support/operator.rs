@@ -106,3 +106,26 @@ pub fn run_cli(kubeconfig: &Path, args: &[&str]) -> Output {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// Applies config/rbac's ClusterRole and binds it to `user`, so an operator
+/// run as `user` has exactly the permissions the manifests give it.
+pub async fn bind_operator_role(client: &kube::Client, user: &str) {
+    use kube::{ResourceExt, api::DynamicObject};
+    let rbac = super::manifests::read_dir(&super::repo_root().join("config/rbac"));
+    let role: Vec<_> = rbac
+        .into_iter()
+        .filter(|o| o.types.as_ref().is_some_and(|t| t.kind == "ClusterRole"))
+        .collect();
+    assert_eq!(role.len(), 1, "config/rbac has one ClusterRole");
+    super::manifests::apply(client, &role, "default").await;
+    let binding: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": format!("sigstore-operator-{user}")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": role[0].name_any()},
+        "subjects": [{"kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io"}],
+    }))
+    .unwrap();
+    super::manifests::apply(client, &[binding], "default").await;
+}

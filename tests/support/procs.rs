@@ -181,3 +181,31 @@ pub fn wait_http_ok(
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A TCP proxy from `127.0.0.1:port` to `target`; stops when dropped. It
+/// lets a test make a server appear at an address that was dead.
+pub struct TcpProxy(tokio::task::JoinHandle<()>);
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts a [`TcpProxy`].
+pub fn tcp_proxy(port: u16, target: &str) -> TcpProxy {
+    let target = target.to_owned();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind the proxy port");
+    listener.set_nonblocking(true).expect("nonblocking");
+    TcpProxy(tokio::spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    }))
+}
