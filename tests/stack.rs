@@ -566,6 +566,37 @@ async fn failing_stage_shows_its_reason_then_recovers() {
     assert_eq!(failed.phase, Some(Phase::Degraded));
     let ready = find(&failed.conditions, READY).unwrap();
     assert_eq!(ready.reason, "StageFailed");
+    // A spec change starts the count again, at once: a new attempt 1.
+    let first: Vec<String> = env
+        .jobs()
+        .await
+        .iter()
+        .filter(|j| stage_of(j) == "rekor-tree")
+        .map(|j| j.name_any())
+        .collect();
+    env.stacks()
+        .patch(
+            "demo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"fulcio": {"ca": {"subject": {"organization": "o2"}}}}})),
+        )
+        .await
+        .unwrap();
+    eventually("a fresh attempt 1 after the spec change", WAIT, || async {
+        env.jobs()
+            .await
+            .iter()
+            .find(|j| {
+                stage_of(j) == "rekor-tree"
+                    && !first.contains(&j.name_any())
+                    && j.annotations()
+                        .get("scaffolding.sigstore.dev/attempt")
+                        .map(String::as_str)
+                        == Some("1")
+            })
+            .map(|_| ())
+    })
+    .await;
     // Trillian "returns": its address now answers.
     let _proxy = support::procs::tcp_proxy(port, &trillian().address);
     let up = env.condition_until("demo", READY, "True").await;
@@ -579,8 +610,8 @@ async fn failing_stage_shows_its_reason_then_recovers() {
         .map(|j| j.name_any())
         .collect();
     assert!(
-        attempts.iter().any(|n| !n.ends_with("-1")),
-        "a later attempt succeeded: {attempts:?}"
+        attempts.iter().all(|n| !first.contains(n)),
+        "the attempts before the spec change were replaced: {attempts:?}"
     );
     assert!(
         attempts.len() <= 2,

@@ -298,18 +298,20 @@ mod tests {
 
     #[test]
     fn schema_is_idempotent() {
-        for statement in SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            let upper = statement
-                .lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join(" ")
-                .to_uppercase();
-            if upper.trim().is_empty() {
-                continue;
-            }
+        let code: String = SCHEMA
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let statements: Vec<&str> = code
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        assert_eq!(statements.len(), 7, "one CREATE TABLE per Trillian table");
+        for statement in statements {
             assert!(
-                upper.contains("IF NOT EXISTS"),
+                statement.starts_with("CREATE TABLE IF NOT EXISTS"),
                 "not idempotent: {statement}"
             );
         }

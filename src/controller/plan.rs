@@ -213,7 +213,8 @@ pub fn plan(
         failed: false,
     };
     if is_done {
-        out.delete = delete;
+        // Finished Jobs of an earlier spec stay for their logs; nothing
+        // runs again.
         return out;
     }
     if let Some(w) = waiting {

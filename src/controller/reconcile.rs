@@ -276,8 +276,7 @@ fn plan_stages(
     plan::enabled_stages(&stack.spec)
         .into_iter()
         .map(|stage| {
-            let template = stages::template(owner, &stack.spec, stage, &ctx.options.jobs);
-            let hash = build::content_hash(&template);
+            let hash = job_hash(owner, stack, stage, ctx);
             let jobs: Vec<&observe::JobView> =
                 observed.jobs.iter().filter(|j| j.stage == stage).collect();
             plan::plan(
@@ -291,6 +290,14 @@ fn plan_stages(
             )
         })
         .collect()
+}
+
+/// Names a stage's Jobs: the Pod template and the stack's generation, so a
+/// spec change (which may be the fix a failing stage needs) starts again
+/// from attempt 1, at once.
+fn job_hash(owner: &Owner, stack: &SigstoreStack, stage: Stage, ctx: &Context) -> String {
+    let template = stages::template(owner, &stack.spec, stage, &ctx.options.jobs);
+    build::content_hash(&(template, stack.metadata.generation))
 }
 
 /// Deletes superseded Jobs and starts the planned attempts.
@@ -311,7 +318,7 @@ async fn run_plans(
         }
         if let Some(attempt) = p.create {
             let template = stages::template(owner, &stack.spec, p.stage, &ctx.options.jobs);
-            let hash = build::content_hash(&template);
+            let hash = job_hash(owner, stack, p.stage, ctx);
             let job = stages::job(owner, p.stage, template, &hash, attempt, &ctx.options.jobs);
             if create_new(&jobs, &job).await? {
                 tracing::info!(job = %job.name_any(), stage = p.stage.id(), attempt, "started a stage Job");
