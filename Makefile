@@ -28,8 +28,9 @@ test-cluster: tools ## Only the tests on the real control plane.
 tools: ## Build etcd, kube-apiserver and kube-controller-manager from the Go module proxy (cached by version).
 	hack/tools.sh all
 
-bench: ## Measure the stages' pure work (figures only, nothing asserted).
+bench: ## Measure the stages' and the reconciler's pure work (figures only, nothing asserted).
 	$(CARGO) bench --locked --bench keys
+	$(CARGO) bench --locked --bench reconcile
 
 crds: ## Regenerate the CRD YAML from the Rust types.
 	$(CARGO) run --locked --quiet -- crd > crds/sigstorestack.yaml

@@ -740,3 +740,13 @@ async fn two_stacks_share_a_namespace() {
     let kept = secrets.get("user-ca").await.expect("the user's CA stays");
     assert_eq!(kept.resource_version(), user_ca.resource_version());
 }
+
+/// The runner expands `$(VAR)` and cuts log tails as Kubernetes does.
+#[test]
+fn runner_follows_kubernetes_rules() {
+    use support::jobs::{expand, tail};
+    let env = vec![("A".to_owned(), "x".to_owned())];
+    assert_eq!(expand("$(A)-$(B)-$$(A)-$", &env), "x-$(B)-$(A)-$");
+    assert_eq!(tail(&"l\n".repeat(100)).lines().count(), 80);
+    assert!(tail(&"x".repeat(5000)).len() <= 2048);
+}

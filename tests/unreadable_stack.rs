@@ -76,7 +76,7 @@ async fn an_unreadable_stack_does_not_stall_the_others() {
         Duration::from_secs(30),
         || async {
             let s = stacks.get("new").await.ok()?.status?;
-            (s.phase == Some(Phase::Pending)).then_some(())
+            (s.phase == Some(Phase::Progressing)).then_some(())
         },
     )
     .await;
