@@ -1,7 +1,7 @@
 //! Cost of the stages' pure work: key generation, encryption, the CA and
 //! the CT config. `make bench` prints the figures; nothing is asserted.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sigstore_operator::{
     api::KeyAlgorithm,
@@ -12,19 +12,10 @@ use sigstore_operator::{
     },
 };
 
-/// Runs `f` at least 3 times and for at least `budget`, printing the mean.
-fn bench(name: &str, budget: Duration, mut f: impl FnMut()) {
-    let start = Instant::now();
-    let mut n = 0u32;
-    while n < 3 || start.elapsed() < budget {
-        f();
-        n += 1;
-    }
-    let mean = start.elapsed() / n;
-    println!(
-        "{name:<40} {:>10.3} ms  ({n} runs)",
-        mean.as_secs_f64() * 1000.0
-    );
+mod common;
+
+fn bench(name: &str, budget: Duration, f: impl FnMut()) {
+    common::bench(name, budget, "ms", f);
 }
 
 fn main() {

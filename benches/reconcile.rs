@@ -2,7 +2,7 @@
 //! object from the spec, hash them, decide the stages and compute the
 //! status. `make bench` prints the figures; nothing is asserted.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use sigstore_operator::{
@@ -16,18 +16,10 @@ use sigstore_operator::{
     },
 };
 
-fn bench(name: &str, budget: Duration, mut f: impl FnMut()) {
-    let start = Instant::now();
-    let mut n = 0u32;
-    while n < 3 || start.elapsed() < budget {
-        f();
-        n += 1;
-    }
-    let mean = start.elapsed() / n;
-    println!(
-        "{name:<40} {:>10.3} µs  ({n} runs)",
-        mean.as_secs_f64() * 1e6
-    );
+mod common;
+
+fn bench(name: &str, budget: Duration, f: impl FnMut()) {
+    common::bench(name, budget, "µs", f);
 }
 
 fn main() {

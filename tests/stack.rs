@@ -125,6 +125,22 @@ impl Env {
         Api::namespaced(self.client.clone(), &self.ns.name)
     }
 
+    /// What `stack` owns of kind `K` (by its instance label).
+    async fn owned<K>(&self, stack: &str) -> Vec<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let selector = format!("app.kubernetes.io/instance={stack}");
+        self.api::<K>()
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .expect("list")
+            .items
+    }
+
     async fn create_stack(&self, name: &str, spec: Value) {
         let body: SigstoreStack = serde_json::from_value(json!({
             "apiVersion": "scaffolding.sigstore.dev/v1alpha1", "kind": "SigstoreStack",
@@ -174,6 +190,16 @@ impl Env {
             .await
             .expect("tree ConfigMap");
         cm.data.unwrap_or_default()["treeID"].clone()
+    }
+
+    /// Names of `stage`'s Jobs.
+    async fn job_names(&self, stage: &str) -> Vec<String> {
+        self.jobs()
+            .await
+            .iter()
+            .filter(|j| stage_of(j) == stage)
+            .map(|j| j.name_any())
+            .collect()
     }
 
     async fn jobs(&self) -> Vec<Job> {
@@ -567,13 +593,7 @@ async fn failing_stage_shows_its_reason_then_recovers() {
     let ready = find(&failed.conditions, READY).unwrap();
     assert_eq!(ready.reason, "StageFailed");
     // A spec change starts the count again, at once: a new attempt 1.
-    let first: Vec<String> = env
-        .jobs()
-        .await
-        .iter()
-        .filter(|j| stage_of(j) == "rekor-tree")
-        .map(|j| j.name_any())
-        .collect();
+    let first = env.job_names("rekor-tree").await;
     env.stacks()
         .patch(
             "demo",
@@ -602,13 +622,7 @@ async fn failing_stage_shows_its_reason_then_recovers() {
     let up = env.condition_until("demo", READY, "True").await;
     let c = find(&up.conditions, "RekorTreeCreated").unwrap();
     assert_eq!(c.reason, "Created");
-    let attempts: Vec<String> = env
-        .jobs()
-        .await
-        .iter()
-        .filter(|j| stage_of(j) == "rekor-tree")
-        .map(|j| j.name_any())
-        .collect();
+    let attempts = env.job_names("rekor-tree").await;
     assert!(
         attempts.iter().all(|n| !first.contains(n)),
         "the attempts before the spec change were replaced: {attempts:?}"
@@ -683,11 +697,9 @@ async fn two_stacks_share_a_namespace() {
         assert!(d.name_any().starts_with(&format!("{instance}-")));
         assert_eq!(d.owner_references()[0].name, instance);
     }
-    let b_before: Vec<(String, String)> = secrets
-        .list(&ListParams::default().labels("app.kubernetes.io/instance=b"))
+    let b_before: Vec<(String, String)> = env
+        .owned::<Secret>("b")
         .await
-        .unwrap()
-        .items
         .iter()
         .map(|s| (s.name_any(), s.resource_version().unwrap()))
         .collect();
@@ -696,31 +708,18 @@ async fn two_stacks_share_a_namespace() {
         .await
         .unwrap();
     eventually("a's objects collected", WAIT, || async {
-        let left = env
-            .api::<Deployment>()
-            .list(&ListParams::default().labels("app.kubernetes.io/instance=a"))
-            .await
-            .ok()?
-            .items
-            .len();
+        let left = env.owned::<Deployment>("a").await.len();
         (left == 0).then_some(())
     })
     .await;
-    let b_after: Vec<(String, String)> = secrets
-        .list(&ListParams::default().labels("app.kubernetes.io/instance=b"))
+    let b_after: Vec<(String, String)> = env
+        .owned::<Secret>("b")
         .await
-        .unwrap()
-        .items
         .iter()
         .map(|s| (s.name_any(), s.resource_version().unwrap()))
         .collect();
     assert_eq!(b_before, b_after, "b untouched");
-    let b_deployments = env
-        .api::<Deployment>()
-        .list(&ListParams::default().labels("app.kubernetes.io/instance=b"))
-        .await
-        .unwrap()
-        .items;
+    let b_deployments = env.owned::<Deployment>("b").await;
     assert_eq!(b_deployments.len(), 7);
     // The user's Secret: same version after use, and kept after b goes.
     env.stacks()
@@ -728,12 +727,7 @@ async fn two_stacks_share_a_namespace() {
         .await
         .unwrap();
     eventually("b's Secrets collected", WAIT, || async {
-        let left = secrets
-            .list(&ListParams::default().labels("app.kubernetes.io/instance=b"))
-            .await
-            .ok()?
-            .items
-            .len();
+        let left = env.owned::<Secret>("b").await.len();
         (left == 0).then_some(())
     })
     .await;

@@ -42,34 +42,18 @@ pub fn done(stage: Stage, owner: &Owner, observed: &Observed) -> (bool, String) 
                 None => (false, format!("ConfigMap {name} has no treeID yet")),
             }
         }
-        Stage::Certs => {
-            let ca = names::fulcio_ca(stack);
-            let public = names::fulcio_public(stack);
-            let ok = secret(&ca).is_some_and(|s| s.has_all(createcerts::REQUIRED))
-                && secret(&public).is_some_and(|s| s.has_all(&["cert"]));
-            (
-                ok,
-                if ok {
-                    format!("Secret {ca} holds Fulcio's CA")
-                } else {
-                    format!("Secret {ca} or {public} is not complete yet")
-                },
-            )
-        }
-        Stage::RekorKey => {
-            let signer = names::rekor_signer(stack);
-            let public = names::rekor_public(stack);
-            let ok = secret(&signer).is_some_and(|s| s.has_all(rekorkey::REQUIRED))
-                && secret(&public).is_some_and(|s| s.has_all(&["public"]));
-            (
-                ok,
-                if ok {
-                    format!("Secret {signer} holds Rekor's signing key")
-                } else {
-                    format!("Secret {signer} or {public} is not complete yet")
-                },
-            )
-        }
+        Stage::Certs => key_pair_done(
+            observed,
+            (&names::fulcio_ca(stack), createcerts::REQUIRED),
+            (&names::fulcio_public(stack), "cert"),
+            "Fulcio's CA",
+        ),
+        Stage::RekorKey => key_pair_done(
+            observed,
+            (&names::rekor_signer(stack), rekorkey::REQUIRED),
+            (&names::rekor_public(stack), "public"),
+            "Rekor's signing key",
+        ),
         Stage::CtConfig => {
             let name = names::ctlog_secret(stack);
             let public = names::ctlog_public(stack);
@@ -105,6 +89,26 @@ pub fn done(stage: Stage, owner: &Owner, observed: &Observed) -> (bool, String) 
                 format!("Secret {name} holds the CT log's key and config"),
             )
         }
+    }
+}
+
+/// Whether a stage's private Secret holds `required` and its public copy
+/// holds `public_key`.
+fn key_pair_done(
+    observed: &Observed,
+    (private, required): (&str, &[&str]),
+    (public, public_key): (&str, &str),
+    what: &str,
+) -> (bool, String) {
+    let has =
+        |name: &str, keys: &[&str]| observed.secrets.get(name).is_some_and(|s| s.has_all(keys));
+    if has(private, required) && has(public, &[public_key]) {
+        (true, format!("Secret {private} holds {what}"))
+    } else {
+        (
+            false,
+            format!("Secret {private} or {public} is not complete yet"),
+        )
     }
 }
 
