@@ -281,6 +281,11 @@ where
 pub async fn observe(client: &Client, namespace: &str, stack: &str) -> Result<Observed> {
     let selector = meta::owned_selector(stack);
     let mut observed = Observed::default();
+    // Jobs first: a stage writes its outputs before its Job completes, so
+    // outputs read after a completed Job are never older than it. Read the
+    // other way round, a Job could look finished with its outputs missing.
+    let jobs: Vec<Job> = list(client, namespace, &selector).await?;
+    observed.jobs = jobs.iter().filter_map(job_view).collect();
 
     let config_maps: Vec<ConfigMap> = list(client, namespace, &selector).await?;
     record(&mut observed, "ConfigMap", &config_maps);
@@ -319,8 +324,6 @@ pub async fn observe(client: &Client, namespace: &str, stack: &str) -> Result<Ob
         "RoleBinding",
         &list::<RoleBinding>(client, namespace, &selector).await?,
     );
-    let jobs: Vec<Job> = list(client, namespace, &selector).await?;
-    observed.jobs = jobs.iter().filter_map(job_view).collect();
     if observed
         .jobs
         .iter()

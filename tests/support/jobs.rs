@@ -138,12 +138,10 @@ fn finished(job: &Job) -> bool {
         })
 }
 
+/// Now, cut to whole seconds as the API server stores times (cut, not
+/// rounded, so a time recorded here never lies after a later one there).
 fn now() -> Time {
-    Time(
-        Timestamp::now()
-            .round(k8s_openapi::jiff::Unit::Second)
-            .unwrap(),
-    )
+    Time(Timestamp::from_second(Timestamp::now().as_second()).unwrap())
 }
 
 struct Run {
