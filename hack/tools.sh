@@ -115,6 +115,7 @@ build_sigstore() {
   go_install ct_server "$CTGO_VERSION" github.com/google/certificate-transparency-go/trillian/ctfe/ct_server
   go_install fulcio "$FULCIO_VERSION" github.com/sigstore/fulcio
   go_install rekor-server "$REKOR_VERSION" github.com/sigstore/rekor/cmd/rekor-server
+  go_install timestamp-server "$TSA_VERSION" github.com/sigstore/timestamp-authority/v2/cmd/timestamp-server
 }
 
 # MariaDB and Redis come from Debian's packages.

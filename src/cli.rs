@@ -73,6 +73,8 @@ pub enum StageCommand {
     Rekorkey(StageArgs),
     /// Create the CT log's key once and write ct_server's config.
     Createctconfig(CreateCtConfigArgs),
+    /// Create the timestamp authority's key and certificate chain once.
+    Createcertchain(StageArgs),
 }
 
 /// Flags of `stage createcerts`.

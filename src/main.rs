@@ -9,7 +9,7 @@ use sigstore_operator::{
     controller, crd, health,
     metrics::Metrics,
     shutdown,
-    stage::{StageContext, createcerts, createctconfig, createtree, rekorkey},
+    stage::{StageContext, createcertchain, createcerts, createctconfig, createtree, rekorkey},
     telemetry,
 };
 
@@ -75,6 +75,9 @@ async fn run_stage(stage: StageCommand) -> Result<()> {
         }
         StageCommand::Rekorkey(common) => {
             rekorkey::run(&context(common)).await?;
+        }
+        StageCommand::Createcertchain(common) => {
+            createcertchain::run(&context(common)).await?;
         }
         StageCommand::Createctconfig(args) => {
             let stage_args = createctconfig::Args {

@@ -59,6 +59,17 @@ pub fn ctlog_public(stack: &str) -> String {
     format!("{stack}-ctlog-pub")
 }
 
+/// The TSA's key and chain: keys `private`, `password`, `public`,
+/// `cert-chain`.
+pub fn tsa_secret(stack: &str) -> String {
+    format!("{stack}-tsa")
+}
+
+/// The TSA's public chain: key `cert-chain`.
+pub fn tsa_public(stack: &str) -> String {
+    format!("{stack}-tsa-pub")
+}
+
 /// A workload part: Deployment, Service and (where it has one) its
 /// ServiceAccount share the name `<stack>-<part>`.
 pub fn part(stack: &str, part: &str) -> String {
@@ -81,6 +92,8 @@ pub const REKOR: &str = "rekor";
 pub const CTLOG: &str = "ctlog";
 /// Fulcio.
 pub const FULCIO: &str = "fulcio";
+/// The timestamp authority.
+pub const TSA: &str = "tsa";
 /// Fulcio's config ConfigMap (key `config.yaml`).
 pub const FULCIO_CONFIG: &str = "fulcio-config";
 /// The ServiceAccount, Role and RoleBinding the stage Jobs run as.

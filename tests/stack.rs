@@ -244,6 +244,7 @@ fn deployment_names(stack: &str) -> Vec<String> {
         "rekor",
         "ctlog",
         "fulcio",
+        "tsa",
     ]
     .iter()
     .map(|p| format!("{stack}-{p}"))
@@ -275,7 +276,7 @@ async fn empty_spec_comes_up_in_order_and_settles() {
         env.jobs()
             .await
             .iter()
-            .all(|j| ["certs", "rekor-key"].contains(&stage_of(j).as_str())),
+            .all(|j| ["certs", "rekor-key", "tsa-chain"].contains(&stage_of(j).as_str())),
         "only stages without inputs ran"
     );
 
@@ -298,7 +299,7 @@ async fn empty_spec_comes_up_in_order_and_settles() {
     assert!(started >= finished("ctlog-tree") && started >= finished("certs"));
     assert_eq!(
         jobs.len(),
-        5,
+        6,
         "one attempt per stage: {:?}",
         jobs.iter().map(|j| j.name_any()).collect::<Vec<_>>()
     );
@@ -373,6 +374,12 @@ async fn empty_spec_comes_up_in_order_and_settles() {
     assert_eq!(
         ctlog.public_key.unwrap(),
         text(&env.secret("demo-ctlog-pub").await, "public")
+    );
+    let tsa = ready.tsa.clone().unwrap();
+    assert_eq!(tsa.url.as_deref(), Some(format!("http://demo-tsa.{ns}.svc").as_str()));
+    assert_eq!(
+        tsa.certificate_chain.unwrap(),
+        text(&env.secret("demo-tsa-pub").await, "cert-chain")
     );
     let root = ready.fulcio.clone().unwrap().root_certificate.unwrap();
     assert!(text(&env.secret("demo-fulcio-pub").await, "cert").contains(root.trim()));
@@ -720,7 +727,7 @@ async fn two_stacks_share_a_namespace() {
         .collect();
     assert_eq!(b_before, b_after, "b untouched");
     let b_deployments = env.owned::<Deployment>("b").await;
-    assert_eq!(b_deployments.len(), 7);
+    assert_eq!(b_deployments.len(), 8);
     // The user's Secret: same version after use, and kept after b goes.
     env.stacks()
         .delete("b", &DeleteParams::background())

@@ -373,6 +373,7 @@ fn all_stages<'a>(
         createtree(ns, stack, "rekor", trillian),
         common("createcerts"),
         common("rekorkey"),
+        common("createcertchain"),
         ctconfig,
     ]
 }
@@ -395,6 +396,8 @@ async fn versions(client: &kube::Client, ns: &str, stack: &str) -> Vec<(String, 
         "rekor-pub",
         "ctlog",
         "ctlog-pub",
+        "tsa",
+        "tsa-pub",
     ] {
         let name = format!("{stack}-{s}");
         out.push((
@@ -912,4 +915,102 @@ async fn add_rekor_entry(rekor_port: u16) -> i64 {
     assert_eq!(status.as_u16(), 201, "{body}");
     let (_, entry) = body.as_object().unwrap().iter().next().unwrap();
     entry["logIndex"].as_i64().unwrap()
+}
+
+/// timestamp-server starts on createcertchain's key and chain (it checks
+/// the chain's rules at start), serves that chain, and signs a timestamp.
+#[tokio::test]
+async fn createcertchain_feeds_a_real_timestamp_server() {
+    let (cp, client, ns) = support::setup("tsa").await;
+    let args = [
+        "stage",
+        "createcertchain",
+        "--stack",
+        "demo",
+        "--namespace",
+        &ns.name,
+    ];
+    stage(&cp.kubeconfig, &args);
+    let tsa = secret(&client, &ns.name, "demo-tsa").await.data.unwrap();
+    let public = secret(&client, &ns.name, "demo-tsa-pub").await;
+    assert_eq!(
+        public.data.unwrap().keys().collect::<Vec<_>>(),
+        ["cert-chain"],
+        "only the chain is public"
+    );
+    // A second run changes nothing.
+    let version = secret(&client, &ns.name, "demo-tsa")
+        .await
+        .metadata
+        .resource_version;
+    stage(&cp.kubeconfig, &args);
+    assert_eq!(
+        secret(&client, &ns.name, "demo-tsa")
+            .await
+            .metadata
+            .resource_version,
+        version
+    );
+
+    let dir = mount(&format!("{}-tsa", ns.name), &tsa);
+    let tsa_port = port();
+    serve(
+        "timestamp-server",
+        &built("timestamp-server"),
+        &[
+            "serve".into(),
+            "--host=127.0.0.1".into(),
+            format!("--port={tsa_port}"),
+            "--timestamp-signer=file".into(),
+            format!("--file-signer-key-path={}", dir.join("private").display()),
+            format!("--file-signer-passwd={}", text(&tsa, "password")),
+            format!(
+                "--certificate-chain-path={}",
+                dir.join("cert-chain").display()
+            ),
+            "--disable-ntp-monitoring".into(),
+        ],
+        tsa_port,
+    );
+    let base = format!("http://127.0.0.1:{tsa_port}/api/v1/timestamp");
+    let chain = reqwest::get(format!("{base}/certchain"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        ders(&chain),
+        ders(&text(&tsa, "cert-chain")),
+        "serves our chain"
+    );
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(b"timestamp me");
+    let request = serde_json::json!({
+        "artifactHash": base64::engine::general_purpose::STANDARD.encode(digest),
+        "hashAlgorithm": "sha256",
+        "certificates": true,
+    });
+    let response = reqwest::Client::new()
+        .post(&base)
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.bytes().await.unwrap();
+    assert!(
+        status.is_success(),
+        "{status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    // A DER TimeStampResp whose status is granted (0) and whose token
+    // embeds our leaf certificate.
+    assert_eq!(body[0], 0x30, "DER");
+    let leaf = &ders(&text(&tsa, "cert-chain"))[0];
+    assert!(
+        body.windows(leaf.len()).any(|w| w == leaf.as_slice()),
+        "the response carries our leaf"
+    );
 }

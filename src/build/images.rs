@@ -21,6 +21,9 @@ pub const CTLOG: &str = "ghcr.io/sigstore/scaffolding/ct_server:v0.7.31@sha256:6
 /// Fulcio v1.8.8 (not v1.8.6, which breaks `…svc.cluster.local` issuers).
 pub const FULCIO: &str = "ghcr.io/sigstore/fulcio:v1.8.8@sha256:ef72cf56c64b7455ceda5268d1cc801b92992e7ce36b744b40b7761684d60753";
 
+/// timestamp-server v2.1.0.
+pub const TSA: &str = "ghcr.io/sigstore/timestamp-server:v2.1.0@sha256:8637f0482ed1ecb229b44ebd0afc760f6f57114a4d53c6953cf65c00218896b2";
+
 /// The images of one stack, after the spec's overrides.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Images {
@@ -38,6 +41,8 @@ pub struct Images {
     pub ctlog: String,
     /// Fulcio.
     pub fulcio: String,
+    /// timestamp-server.
+    pub tsa: String,
 }
 
 impl Images {
@@ -52,6 +57,7 @@ impl Images {
             rekor: pick(&spec.rekor.image, REKOR),
             ctlog: pick(&spec.ctlog.image, CTLOG),
             fulcio: pick(&spec.fulcio.image, FULCIO),
+            tsa: pick(&spec.tsa.image, TSA),
         }
     }
 }
@@ -70,6 +76,7 @@ mod tests {
             REKOR,
             CTLOG,
             FULCIO,
+            TSA,
         ] {
             let (_, digest) = image.split_once("@sha256:").expect(image);
             assert_eq!(digest.len(), 64, "{image}");

@@ -10,6 +10,7 @@ pub mod rbac;
 pub mod rekor;
 pub mod stages;
 pub mod trillian;
+pub mod tsa;
 mod workload;
 
 use k8s_openapi::api::{
@@ -116,6 +117,9 @@ pub fn objects(inputs: &Inputs<'_>) -> Result<Vec<Object>, serde_yaml::Error> {
     if spec.fulcio.enabled {
         out.extend(fulcio::objects(inputs)?);
     }
+    if spec.tsa.enabled {
+        out.extend(tsa::objects(inputs));
+    }
     Ok(out)
 }
 
@@ -168,7 +172,8 @@ pub(crate) mod tests {
                 "demo-rekor-redis",
                 "demo-rekor",
                 "demo-ctlog",
-                "demo-fulcio"
+                "demo-fulcio",
+                "demo-tsa"
             ]
         );
         for o in &objects {

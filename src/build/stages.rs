@@ -36,16 +36,19 @@ pub enum Stage {
     CtlogTree,
     /// The CT log's key and config.
     CtConfig,
+    /// The timestamp authority's key and chain.
+    TsaChain,
 }
 
 impl Stage {
     /// Every stage, in the order they are reported.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Certs,
         Self::RekorKey,
         Self::RekorTree,
         Self::CtlogTree,
         Self::CtConfig,
+        Self::TsaChain,
     ];
 
     /// The short name in Job names and the stage label.
@@ -56,6 +59,7 @@ impl Stage {
             Self::RekorTree => "rekor-tree",
             Self::CtlogTree => "ctlog-tree",
             Self::CtConfig => "ctconfig",
+            Self::TsaChain => "tsa-chain",
         }
     }
 
@@ -67,6 +71,7 @@ impl Stage {
             Self::RekorTree => "RekorTreeCreated",
             Self::CtlogTree => "CTLogTreeCreated",
             Self::CtConfig => "CTConfigCreated",
+            Self::TsaChain => "TSAChainCreated",
         }
     }
 
@@ -76,6 +81,7 @@ impl Stage {
             Self::Certs => spec.fulcio.enabled,
             Self::RekorKey | Self::RekorTree => spec.rekor.enabled,
             Self::CtlogTree | Self::CtConfig => spec.ctlog.enabled,
+            Self::TsaChain => spec.tsa.enabled,
         }
     }
 
@@ -97,6 +103,10 @@ impl Stage {
                 Secret(names::ctlog_secret(stack)),
                 Secret(names::ctlog_public(stack)),
             ],
+            Self::TsaChain => vec![
+                Secret(names::tsa_secret(stack)),
+                Secret(names::tsa_public(stack)),
+            ],
         }
     }
 
@@ -115,6 +125,7 @@ impl Stage {
             Self::RekorTree => tree("rekor"),
             Self::CtlogTree => tree("ctlog"),
             Self::RekorKey => vec!["rekorkey".into()],
+            Self::TsaChain => vec!["createcertchain".into()],
             Self::Certs => {
                 let ca = &spec.fulcio.ca;
                 let mut a = vec![

@@ -29,7 +29,7 @@ use crate::{
 
 /// Secret keys whose values are public and may be read into memory.
 fn is_public_key(key: &str) -> bool {
-    key == "cert" || key == "public" || key.starts_with("fulcio-")
+    key == "cert" || key == "public" || key == "cert-chain" || key.starts_with("fulcio-")
 }
 
 /// What a Secret holds, without its private values.
@@ -37,7 +37,7 @@ fn is_public_key(key: &str) -> bool {
 pub struct SecretView {
     /// Every key present.
     pub keys: BTreeSet<String>,
-    /// Values of public keys (`cert`, `public`, `fulcio-N`).
+    /// Values of public keys (`cert`, `public`, `cert-chain`, `fulcio-N`).
     pub public: BTreeMap<String, String>,
     /// The `log_id` in a CT config (`config` key), if any.
     pub config_log_id: Option<i64>,

@@ -12,7 +12,7 @@ use crate::{
     build::{Owner, stages::Stage, trillian},
     conditions::{Desired, Status},
     names::{self, Log, TRILLIAN_LOG_SERVER},
-    stage::{createcerts, createctconfig, rekorkey, secrets::Data},
+    stage::{createcertchain, createcerts, createctconfig, rekorkey, secrets::Data},
 };
 
 /// Reason: the stage's output exists.
@@ -53,6 +53,12 @@ pub fn done(stage: Stage, owner: &Owner, observed: &Observed) -> (bool, String) 
             (&names::rekor_signer(stack), rekorkey::REQUIRED),
             (&names::rekor_public(stack), "public"),
             "Rekor's signing key",
+        ),
+        Stage::TsaChain => key_pair_done(
+            observed,
+            (&names::tsa_secret(stack), createcertchain::REQUIRED),
+            (&names::tsa_public(stack), "cert-chain"),
+            "the TSA's key and chain",
         ),
         Stage::CtConfig => {
             let name = names::ctlog_secret(stack);
@@ -137,7 +143,7 @@ pub fn fulcio_root(owner: &Owner, observed: &Observed) -> Option<String> {
 /// What `stage` still waits for before it can start, if anything.
 pub fn waiting_for(stage: Stage, owner: &Owner, observed: &Observed) -> Option<String> {
     match stage {
-        Stage::Certs | Stage::RekorKey => None,
+        Stage::Certs | Stage::RekorKey | Stage::TsaChain => None,
         Stage::RekorTree | Stage::CtlogTree => {
             let server = owner.name_of(TRILLIAN_LOG_SERVER);
             (!observed.available(&server))

@@ -154,6 +154,7 @@ fn component(stage: Stage) -> &'static str {
         Stage::Certs => "fulcio",
         Stage::RekorKey | Stage::RekorTree => "rekor",
         Stage::CtlogTree | Stage::CtConfig => "ctlog",
+        Stage::TsaChain => "tsa",
     }
 }
 

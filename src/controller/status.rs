@@ -10,7 +10,7 @@ use super::{
 use crate::{
     api::{
         FulcioStatus, LogStatus, Phase, SigstoreStack, SigstoreStackSpec, SigstoreStackStatus,
-        TrillianStatus,
+        TrillianStatus, TsaStatus,
     },
     build::{self, Owner, stages::Stage, trillian},
     conditions::{self, Desired, READY, Status},
@@ -58,6 +58,9 @@ pub fn components(owner: &Owner, spec: &SigstoreStackSpec) -> Vec<(&'static str,
     }
     if spec.fulcio.enabled {
         out.push(("FulcioAvailable", vec![names::FULCIO]));
+    }
+    if spec.tsa.enabled {
+        out.push(("TSAAvailable", vec![names::TSA]));
     }
     out.into_iter()
         .map(|(c, parts)| (c, parts.into_iter().map(|p| owner.name_of(p)).collect()))
@@ -173,10 +176,7 @@ pub fn desired(
     let mut all = vec![ready];
     all.append(&mut wanted);
     // Honest about what this version does not deploy yet; not part of Ready.
-    for (enabled, type_, what) in [
-        (spec.tsa.enabled, "TSAAvailable", "the timestamp authority"),
-        (spec.tuf.enabled, "TUFAvailable", "the TUF repository"),
-    ] {
+    for (enabled, type_, what) in [(spec.tuf.enabled, "TUFAvailable", "the TUF repository")] {
         if enabled {
             all.push(Desired {
                 type_,
@@ -207,6 +207,15 @@ pub fn desired(
         fulcio: spec.fulcio.enabled.then(|| FulcioStatus {
             url: Some(build::fulcio::url(facts.owner)),
             root_certificate: plan::fulcio_root(facts.owner, facts.observed),
+        }),
+        tsa: spec.tsa.enabled.then(|| TsaStatus {
+            url: Some(build::tsa::url(facts.owner)),
+            certificate_chain: facts
+                .observed
+                .secrets
+                .get(&names::tsa_public(&facts.owner.name))
+                .and_then(|s| s.public.get("cert-chain"))
+                .cloned(),
         }),
         ..current.cloned().unwrap_or_default()
     }
@@ -372,8 +381,13 @@ mod tests {
             "{}",
             ready.message
         );
-        let tsa = conditions::find(&status.conditions, "TSAAvailable").unwrap();
-        assert_eq!(tsa.status, "Unknown");
+        let tuf = conditions::find(&status.conditions, "TUFAvailable").unwrap();
+        assert_eq!(tuf.status, "Unknown");
+        assert!(
+            ready.message.contains("TSAChainCreated (Running)"),
+            "{}",
+            ready.message
+        );
         assert_eq!(
             status.fulcio.as_ref().unwrap().url.as_deref(),
             Some("http://demo-fulcio.ns1.svc")
@@ -456,7 +470,7 @@ mod tests {
             .collect();
         assert_eq!(
             reasons,
-            ["CertsRunning", "RekorKeyRunning"],
+            ["CertsRunning", "RekorKeyRunning", "TSAChainRunning"],
             "waiting is quiet"
         );
         assert!(notices(Some(&first), &first).is_empty(), "no repeats");

@@ -2,6 +2,7 @@
 //! thin shell that reads and writes the cluster, run as
 //! `sigstore-operator stage <name>`, by the operator's Jobs or by hand.
 
+pub mod createcertchain;
 pub mod createcerts;
 pub mod createctconfig;
 pub mod createtree;
