@@ -13,6 +13,7 @@ use sigstore_operator::{
         observe::Observed,
         plan,
         status::{self, Facts},
+        trust::NotPublished,
     },
 };
 
@@ -38,6 +39,7 @@ fn main() {
         images: Images::for_spec(&spec),
         cluster_issuer: Some("https://kubernetes.default.svc.cluster.local"),
         ctlog_roots: vec!["fulcio-0".into()],
+        trust_root: None,
     };
     bench("build and hash every object", budget, || {
         for o in build::objects(&inputs).expect("objects") {
@@ -67,10 +69,12 @@ fn main() {
                 )
             })
             .collect();
+        let trust = Err(NotPublished::Waiting("bench".into()));
         let facts = Facts {
             owner: &owner,
             observed: &observed,
             plans: &plans,
+            trust: &trust,
         };
         std::hint::black_box(status::desired(&stack, Some(&facts), &conditions::now()));
     });

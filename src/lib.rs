@@ -20,6 +20,7 @@ pub mod shutdown;
 pub mod stage;
 pub mod telemetry;
 pub mod trillian;
+pub mod trust_root;
 pub mod validate;
 
 pub use error::{Error, Result};

@@ -94,6 +94,9 @@ pub const CTLOG: &str = "ctlog";
 pub const FULCIO: &str = "fulcio";
 /// The timestamp authority.
 pub const TSA: &str = "tsa";
+/// The published trust root ConfigMap (`trusted_root.json`,
+/// `signing_config.json`).
+pub const TRUST_ROOT: &str = "trust-root";
 /// Fulcio's config ConfigMap (key `config.yaml`).
 pub const FULCIO_CONFIG: &str = "fulcio-config";
 /// The ServiceAccount, Role and RoleBinding the stage Jobs run as.

@@ -376,7 +376,10 @@ async fn empty_spec_comes_up_in_order_and_settles() {
         text(&env.secret("demo-ctlog-pub").await, "public")
     );
     let tsa = ready.tsa.clone().unwrap();
-    assert_eq!(tsa.url.as_deref(), Some(format!("http://demo-tsa.{ns}.svc").as_str()));
+    assert_eq!(
+        tsa.url.as_deref(),
+        Some(format!("http://demo-tsa.{ns}.svc").as_str())
+    );
     assert_eq!(
         tsa.certificate_chain.unwrap(),
         text(&env.secret("demo-tsa-pub").await, "cert-chain")
@@ -387,6 +390,38 @@ async fn empty_spec_comes_up_in_order_and_settles() {
         ready.trillian.clone().unwrap().address.as_deref(),
         Some(format!("demo-trillian-log-server.{ns}.svc:8090").as_str())
     );
+    // The published trust root describes exactly this stack's material.
+    let reference = ready.trusted_root.clone().expect("trusted root in status");
+    let trust = env.api::<ConfigMap>().get(&reference.name).await.unwrap();
+    let trust_data = trust.data.unwrap();
+    let root: sigstore_protobuf_specs::dev::sigstore::trustroot::v1::TrustedRoot =
+        serde_json::from_str(&trust_data[&reference.key]).expect("a TrustedRoot");
+    let der_of = |pem: &str| {
+        x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
+            .next()
+            .unwrap()
+            .unwrap()
+            .contents
+    };
+    let rekor_der = der_of(&text(&env.secret("demo-rekor-pub").await, "public"));
+    let tlog = &root.tlogs[0];
+    assert_eq!(tlog.base_url, format!("http://demo-rekor.{ns}.svc"));
+    assert_eq!(
+        tlog.log_id.as_ref().unwrap().key_id,
+        <sha2::Sha256 as sha2::Digest>::digest(&rekor_der).to_vec()
+    );
+    assert_eq!(root.ctlogs.len(), 1);
+    assert_eq!(root.certificate_authorities.len(), 1);
+    assert_eq!(
+        root.timestamp_authorities[0]
+            .cert_chain
+            .as_ref()
+            .unwrap()
+            .certificates
+            .len(),
+        3
+    );
+    assert!(trust_data["signing_config.json"].contains(&format!("http://demo-fulcio.{ns}.svc")));
     let status_json = serde_json::to_string(&ready).unwrap();
     assert!(
         !status_json.contains("PRIVATE KEY"),
@@ -481,6 +516,12 @@ async fn empty_spec_comes_up_in_order_and_settles() {
     assert_eq!(
         text(&env.secret("demo-rekor-signer").await, "private"),
         rekor_private
+    );
+    let trust_after = env.api::<ConfigMap>().get("demo-trust-root").await.unwrap();
+    assert_eq!(
+        trust_after.data.unwrap()["trusted_root.json"],
+        trust_data["trusted_root.json"],
+        "the same material keeps the same trust root"
     );
     env.condition_until("demo", READY, "True").await;
 

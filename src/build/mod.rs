@@ -39,6 +39,9 @@ pub struct Inputs<'a> {
     /// The Fulcio root keys (`fulcio-0`, ...) the CT log's Secret holds, so
     /// ct_server mounts every root its config names.
     pub ctlog_roots: Vec<String>,
+    /// `trusted_root.json` and `signing_config.json` to publish, once the
+    /// stages that feed them are done.
+    pub trust_root: Option<(String, String)>,
 }
 
 /// An object the operator applies (server-side) whenever its content
@@ -120,6 +123,23 @@ pub fn objects(inputs: &Inputs<'_>) -> Result<Vec<Object>, serde_yaml::Error> {
     if spec.tsa.enabled {
         out.extend(tsa::objects(inputs));
     }
+    if let Some((trusted_root, signing_config)) = &inputs.trust_root {
+        let owner = &inputs.owner;
+        out.push(Object::ConfigMap(ConfigMap {
+            metadata: owner.meta(
+                owner.name_of(crate::names::TRUST_ROOT),
+                crate::names::TRUST_ROOT,
+            ),
+            data: Some(
+                [
+                    ("trusted_root.json".to_owned(), trusted_root.clone()),
+                    ("signing_config.json".to_owned(), signing_config.clone()),
+                ]
+                .into(),
+            ),
+            ..ConfigMap::default()
+        }));
+    }
     Ok(out)
 }
 
@@ -151,6 +171,7 @@ pub(crate) mod tests {
             images: Images::for_spec(spec),
             cluster_issuer: Some("https://kubernetes.default.svc.cluster.local"),
             ctlog_roots: vec!["fulcio-0".into()],
+            trust_root: None,
         }
     }
 

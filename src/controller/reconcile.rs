@@ -26,7 +26,7 @@ use serde_json::json;
 use super::{
     Context, RESYNC, observe,
     plan::{self, StagePlan},
-    retry_delay, status,
+    retry_delay, status, trust,
 };
 use crate::{
     Error, FIELD_MANAGER, Result,
@@ -102,12 +102,24 @@ async fn reconcile_inner(stack: &SigstoreStack, ctx: &Context) -> Result<Action>
     } else {
         None
     };
+    let trust = trust::publish(
+        &owner,
+        spec,
+        &observed,
+        |stage| plan::done(stage, &owner, &observed).0,
+        cluster_issuer.as_deref(),
+        Timestamp::now(),
+    );
     let inputs = Inputs {
         owner: owner.clone(),
         spec,
         images: build::Images::for_spec(spec),
         cluster_issuer: cluster_issuer.as_deref(),
         ctlog_roots: ctlog_roots(&owner, &observed),
+        trust_root: trust
+            .as_ref()
+            .ok()
+            .map(|p| (p.trusted_root.clone(), p.signing_config.clone())),
     };
     for object in build::objects(&inputs)? {
         apply_if_changed(ctx, &namespace, object, &observed).await?;
@@ -120,6 +132,7 @@ async fn reconcile_inner(stack: &SigstoreStack, ctx: &Context) -> Result<Action>
         owner: &owner,
         observed: &observed,
         plans: &plans,
+        trust: &trust,
     };
     report(
         ctx,

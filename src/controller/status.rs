@@ -6,11 +6,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use super::{
     observe::Observed,
     plan::{self, FAILED, StagePlan},
+    trust::{NotPublished, Published, SIGNING_CONFIG_KEY, TRUSTED_ROOT_KEY},
 };
 use crate::{
     api::{
-        FulcioStatus, LogStatus, Phase, SigstoreStack, SigstoreStackSpec, SigstoreStackStatus,
-        TrillianStatus, TsaStatus,
+        ConfigMapKeyReference, FulcioStatus, LogStatus, Phase, SigstoreStack, SigstoreStackSpec,
+        SigstoreStackStatus, TrillianStatus, TsaStatus,
     },
     build::{self, Owner, stages::Stage, trillian},
     conditions::{self, Desired, READY, Status},
@@ -37,6 +38,34 @@ pub struct Facts<'a> {
     pub observed: &'a Observed,
     /// The decision for each enabled stage.
     pub plans: &'a [StagePlan],
+    /// The trust root, or why it is not published.
+    pub trust: &'a Result<Published, NotPublished>,
+}
+
+/// The condition saying whether the trust root is published.
+pub const TRUST_ROOT_PUBLISHED: &str = "TrustRootPublished";
+
+fn trust_condition(owner: &Owner, trust: &Result<Published, NotPublished>) -> Desired {
+    let (status, reason, message) = match trust {
+        Ok(_) => (
+            Status::True,
+            "Published",
+            format!(
+                "ConfigMap {} holds {TRUSTED_ROOT_KEY} and {SIGNING_CONFIG_KEY}.",
+                owner.name_of(names::TRUST_ROOT)
+            ),
+        ),
+        Err(NotPublished::Waiting(what)) => {
+            (Status::False, plan::WAITING, format!("Waiting for {what}."))
+        }
+        Err(NotPublished::Invalid(why)) => (Status::False, "InvalidMaterial", why.clone()),
+    };
+    Desired {
+        type_: TRUST_ROOT_PUBLISHED,
+        status,
+        reason,
+        message,
+    }
 }
 
 /// A component's availability condition and the Deployments behind it.
@@ -137,6 +166,7 @@ pub fn desired(
     };
     let spec = &stack.spec;
     let mut wanted: Vec<Desired> = facts.plans.iter().map(|p| p.condition.clone()).collect();
+    wanted.push(trust_condition(facts.owner, facts.trust));
     for (type_, deployments) in components(facts.owner, spec) {
         wanted.push(component_condition(type_, &deployments, facts.observed));
     }
@@ -207,6 +237,10 @@ pub fn desired(
         fulcio: spec.fulcio.enabled.then(|| FulcioStatus {
             url: Some(build::fulcio::url(facts.owner)),
             root_certificate: plan::fulcio_root(facts.owner, facts.observed),
+        }),
+        trusted_root: facts.trust.as_ref().ok().map(|_| ConfigMapKeyReference {
+            name: facts.owner.name_of(names::TRUST_ROOT),
+            key: TRUSTED_ROOT_KEY.into(),
         }),
         tsa: spec.tsa.enabled.then(|| TsaStatus {
             url: Some(build::tsa::url(facts.owner)),
@@ -351,10 +385,19 @@ mod tests {
     fn status_of(stack: &SigstoreStack, observed: &Observed, now: i64) -> SigstoreStackStatus {
         let o = owner();
         let p = plans(stack, observed);
+        let trust = crate::controller::trust::publish(
+            &o,
+            &stack.spec,
+            observed,
+            |s| plan::done(s, &o, observed).0,
+            Some("https://issuer"),
+            Timestamp::from_second(100).unwrap(),
+        );
         let facts = Facts {
             owner: &o,
             observed,
             plans: &p,
+            trust: &trust,
         };
         desired(stack, Some(&facts), &at(now))
     }
@@ -422,9 +465,19 @@ mod tests {
             "demo-fulcio-ca".into(),
             view(&["cert", "private", "public", "password"]),
         );
-        observed
-            .secrets
-            .insert("demo-fulcio-pub".into(), view(&["cert"]));
+        let ca = crate::stage::createcerts::generate(
+            &crate::stage::createcerts::CaSpec {
+                common_name: "CA".into(),
+                organization: "O".into(),
+                validity: std::time::Duration::from_secs(3600),
+                algorithm: crate::api::KeyAlgorithm::EcdsaP256,
+            },
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let mut public = view(&["cert"]);
+        public.public.insert("cert".into(), ca.cert);
+        observed.secrets.insert("demo-fulcio-pub".into(), public);
         let status = status_of(&s, &observed, 5);
         assert_eq!(
             status.phase,
@@ -441,6 +494,10 @@ mod tests {
         let status = status_of(&s, &observed, 6);
         assert_eq!(status.phase, Some(Phase::Ready));
         assert!(status.rekor.is_none() && status.trillian.is_none());
+        assert_eq!(
+            status.trusted_root.as_ref().map(|r| r.name.as_str()),
+            Some("demo-trust-root")
+        );
     }
 
     #[test]

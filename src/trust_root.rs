@@ -1,0 +1,482 @@
+//! The stack's `trusted_root.json` and `signing_config.json`, as Sigstore's
+//! protobuf messages (typed, serialized with the protobuf JSON mapping).
+//!
+//! A trust root keeps history: when a key or CA changes, the entry that
+//! described the old one gets an end date and a new entry follows, so
+//! signatures made before the change still verify. Computing it again
+//! from its own output and unchanged material gives the same bytes.
+
+use k8s_openapi::jiff::Timestamp;
+use sha2::{Digest, Sha256};
+use sigstore_protobuf_specs::dev::sigstore::{
+    common::v1::{
+        DistinguishedName, HashAlgorithm, LogId, PublicKey, PublicKeyDetails, TimeRange,
+        X509Certificate, X509CertificateChain,
+    },
+    trustroot::v1::{
+        CertificateAuthority, Service, ServiceConfiguration, ServiceSelector, SigningConfig,
+        TransparencyLogInstance, TrustedRoot,
+    },
+};
+use x509_parser::{
+    certificate::X509Certificate as Parsed, pem::Pem, prelude::FromDer, x509::SubjectPublicKeyInfo,
+};
+
+/// `trusted_root.json`'s media type.
+pub const TRUSTED_ROOT_MEDIA_TYPE: &str =
+    "application/vnd.dev.sigstore.trustedroot+json;version=0.1";
+/// `signing_config.json`'s media type.
+pub const SIGNING_CONFIG_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.signingconfig.v0.2+json";
+/// The `operator` named in each entry.
+const OPERATOR: &str = "sigstore-operator";
+/// New entries start this long before they are first seen, for skewed
+/// clocks.
+const BACKDATE_SECONDS: i64 = 300;
+
+/// Why material cannot go into the trust root.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TrustRootError {
+    /// A PEM input holds no usable certificate or key.
+    #[error("{what} is not a PEM {expected}")]
+    BadPem {
+        /// Which input.
+        what: &'static str,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// A log key of a kind the trust root cannot describe.
+    #[error(
+        "{what} uses a key type the trust root cannot describe (P-256 and P-384 are supported)"
+    )]
+    UnsupportedKey {
+        /// Which input.
+        what: &'static str,
+    },
+}
+
+/// The stack's current public material and where its services are.
+#[derive(Clone, Debug, Default)]
+pub struct Material {
+    /// Fulcio's chain (PEM, root last) and URL.
+    pub fulcio: Option<(String, String)>,
+    /// Rekor's public key (PEM) and URL.
+    pub rekor: Option<(String, String)>,
+    /// The CT log's public key (PEM) and URL (prefix included).
+    pub ctlog: Option<(String, String)>,
+    /// The TSA's chain (PEM, leaf first) and URL.
+    pub tsa: Option<(String, String)>,
+}
+
+fn ders(what: &'static str, pem: &str, label: &str) -> Result<Vec<Vec<u8>>, TrustRootError> {
+    let out: Vec<Vec<u8>> = Pem::iter_from_buffer(pem.as_bytes())
+        .filter_map(Result::ok)
+        .filter(|p| p.label == label)
+        .map(|p| p.contents)
+        .collect();
+    if out.is_empty() {
+        return Err(TrustRootError::BadPem {
+            what,
+            expected: if label == "CERTIFICATE" {
+                "certificate chain"
+            } else {
+                "public key"
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn timestamp(t: Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.as_second(),
+        nanos: 0,
+    }
+}
+
+fn opened(now: Timestamp) -> Option<TimeRange> {
+    Some(TimeRange {
+        start: Some(prost_types::Timestamp {
+            seconds: now.as_second() - BACKDATE_SECONDS,
+            nanos: 0,
+        }),
+        end: None,
+    })
+}
+
+fn chain(what: &'static str, pem: &str) -> Result<X509CertificateChain, TrustRootError> {
+    Ok(X509CertificateChain {
+        certificates: ders(what, pem, "CERTIFICATE")?
+            .into_iter()
+            .map(|raw_bytes| X509Certificate { raw_bytes })
+            .collect(),
+    })
+}
+
+/// The subject of the chain's root (Fulcio) or leaf (TSA).
+fn subject(what: &'static str, der: &[u8]) -> Result<DistinguishedName, TrustRootError> {
+    let (_, cert) = Parsed::from_der(der).map_err(|_| TrustRootError::BadPem {
+        what,
+        expected: "certificate chain",
+    })?;
+    let first = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
+        it.next()
+            .and_then(|a| a.as_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Ok(DistinguishedName {
+        organization: first(&mut cert.subject().iter_organization()),
+        common_name: first(&mut cert.subject().iter_common_name()),
+    })
+}
+
+fn authority(
+    what: &'static str,
+    pem: &str,
+    url: &str,
+    subject_of: usize,
+    now: Timestamp,
+) -> Result<CertificateAuthority, TrustRootError> {
+    let cert_chain = chain(what, pem)?;
+    let certs = &cert_chain.certificates;
+    let pick = subject_of.min(certs.len().saturating_sub(1));
+    Ok(CertificateAuthority {
+        subject: Some(subject(what, &certs[pick].raw_bytes)?),
+        uri: url.to_owned(),
+        cert_chain: Some(cert_chain),
+        valid_for: opened(now),
+        operator: OPERATOR.into(),
+    })
+}
+
+fn log(
+    what: &'static str,
+    pem: &str,
+    url: &str,
+    now: Timestamp,
+) -> Result<TransparencyLogInstance, TrustRootError> {
+    let der = ders(what, pem, "PUBLIC KEY")?.remove(0);
+    let (_, spki) = SubjectPublicKeyInfo::from_der(&der).map_err(|_| TrustRootError::BadPem {
+        what,
+        expected: "public key",
+    })?;
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|o| o.to_id_string());
+    let key_details = match (
+        spki.algorithm.algorithm.to_id_string().as_str(),
+        curve.as_deref(),
+    ) {
+        ("1.2.840.10045.2.1", Some("1.2.840.10045.3.1.7")) => PublicKeyDetails::PkixEcdsaP256Sha256,
+        ("1.2.840.10045.2.1", Some("1.3.132.0.34")) => PublicKeyDetails::PkixEcdsaP384Sha384,
+        _ => return Err(TrustRootError::UnsupportedKey { what }),
+    };
+    // For Rekor v1 and ct_server the log ID is SHA-256 of the DER key.
+    let key_id = Sha256::digest(&der).to_vec();
+    Ok(TransparencyLogInstance {
+        base_url: url.to_owned(),
+        hash_algorithm: HashAlgorithm::Sha2256 as i32,
+        public_key: Some(PublicKey {
+            raw_bytes: Some(der),
+            key_details: key_details as i32,
+            valid_for: opened(now),
+        }),
+        log_id: Some(LogId { key_id }),
+        checkpoint_key_id: None,
+        operator: OPERATOR.into(),
+    })
+}
+
+/// Appends `current` unless an open entry already holds the same material;
+/// closes open entries that hold other material.
+fn merge<T>(
+    previous: &[T],
+    current: Option<T>,
+    same: impl Fn(&T, &T) -> bool,
+    range: fn(&mut T) -> Option<&mut TimeRange>,
+    now: Timestamp,
+) -> Vec<T>
+where
+    T: Clone,
+{
+    let mut out: Vec<T> = previous.to_vec();
+    let Some(current) = current else { return out };
+    let is_open = |t: &mut T| range(t).is_some_and(|r| r.end.is_none());
+    if out
+        .iter()
+        .any(|e| same(e, &current) && is_open(&mut e.clone()))
+    {
+        return out;
+    }
+    for e in &mut out {
+        if let Some(r) = range(e)
+            && r.end.is_none()
+        {
+            r.end = Some(timestamp(now));
+        }
+    }
+    out.push(current);
+    out
+}
+
+fn log_range(l: &mut TransparencyLogInstance) -> Option<&mut TimeRange> {
+    l.public_key.as_mut().and_then(|k| k.valid_for.as_mut())
+}
+
+fn ca_range(c: &mut CertificateAuthority) -> Option<&mut TimeRange> {
+    c.valid_for.as_mut()
+}
+
+fn same_log(a: &TransparencyLogInstance, b: &TransparencyLogInstance) -> bool {
+    a.log_id == b.log_id && a.base_url == b.base_url
+}
+
+fn same_authority(a: &CertificateAuthority, b: &CertificateAuthority) -> bool {
+    a.cert_chain == b.cert_chain && a.uri == b.uri
+}
+
+/// The trust root for `material` at `now`, continuing `previous`.
+pub fn trusted_root(
+    previous: Option<&TrustedRoot>,
+    material: &Material,
+    now: Timestamp,
+) -> Result<TrustedRoot, TrustRootError> {
+    let empty = TrustedRoot::default();
+    let prev = previous.unwrap_or(&empty);
+    let rekor = material
+        .rekor
+        .as_ref()
+        .map(|(pem, url)| log("Rekor's public key", pem, url, now))
+        .transpose()?;
+    let ctlog = material
+        .ctlog
+        .as_ref()
+        .map(|(pem, url)| log("the CT log's public key", pem, url, now))
+        .transpose()?;
+    // Fulcio is named by its root's subject, the TSA by its leaf's.
+    let fulcio = material
+        .fulcio
+        .as_ref()
+        .map(|(pem, url)| authority("Fulcio's chain", pem, url, usize::MAX, now))
+        .transpose()?;
+    let tsa = material
+        .tsa
+        .as_ref()
+        .map(|(pem, url)| authority("the TSA's chain", pem, url, 0, now))
+        .transpose()?;
+    Ok(TrustedRoot {
+        media_type: TRUSTED_ROOT_MEDIA_TYPE.into(),
+        tlogs: merge(&prev.tlogs, rekor, same_log, log_range, now),
+        certificate_authorities: merge(
+            &prev.certificate_authorities,
+            fulcio,
+            same_authority,
+            ca_range,
+            now,
+        ),
+        ctlogs: merge(&prev.ctlogs, ctlog, same_log, log_range, now),
+        timestamp_authorities: merge(
+            &prev.timestamp_authorities,
+            tsa,
+            same_authority,
+            ca_range,
+            now,
+        ),
+    })
+}
+
+/// Where clients of this stack sign: its Fulcio, Rekor and TSA, and the
+/// cluster's OIDC issuer when known. Each service's `validFor` starts
+/// where its trust root entry does, so the output is stable.
+pub fn signing_config(root: &TrustedRoot, oidc_issuer: Option<&str>) -> SigningConfig {
+    let service = |url: &str, valid_for: Option<TimeRange>| Service {
+        url: url.to_owned(),
+        major_api_version: 1,
+        valid_for: valid_for.map(|r| TimeRange {
+            start: r.start,
+            end: None,
+        }),
+        operator: OPERATOR.into(),
+    };
+    let open_ca = |list: &[CertificateAuthority]| {
+        list.iter()
+            .filter(|c| c.valid_for.as_ref().is_some_and(|r| r.end.is_none()))
+            .map(|c| service(&c.uri, c.valid_for))
+            .collect::<Vec<_>>()
+    };
+    let tlogs: Vec<Service> = root
+        .tlogs
+        .iter()
+        .filter_map(|l| {
+            let range = l.public_key.as_ref()?.valid_for;
+            range
+                .as_ref()
+                .is_some_and(|r| r.end.is_none())
+                .then(|| service(&l.base_url, range))
+        })
+        .collect();
+    let any = || {
+        Some(ServiceConfiguration {
+            selector: ServiceSelector::Any as i32,
+            count: 0,
+        })
+    };
+    let tsa_urls: Vec<Service> = open_ca(&root.timestamp_authorities)
+        .into_iter()
+        .map(|mut s| {
+            s.url = format!("{}/api/v1/timestamp", s.url.trim_end_matches('/'));
+            s
+        })
+        .collect();
+    SigningConfig {
+        media_type: SIGNING_CONFIG_MEDIA_TYPE.into(),
+        ca_urls: open_ca(&root.certificate_authorities),
+        oidc_urls: oidc_issuer
+            .map(|u| vec![service(u, None)])
+            .unwrap_or_default(),
+        rekor_tlog_config: (!tlogs.is_empty()).then(any).flatten(),
+        rekor_tlog_urls: tlogs,
+        tsa_config: (!tsa_urls.is_empty()).then(any).flatten(),
+        tsa_urls,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        api::KeyAlgorithm,
+        keys::PrivateKey,
+        stage::{createcertchain, createcerts, secrets},
+    };
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).unwrap()
+    }
+
+    fn material() -> Material {
+        let ca = createcerts::generate(
+            &createcerts::CaSpec {
+                common_name: "CA".into(),
+                organization: "Org".into(),
+                validity: std::time::Duration::from_secs(3600 * 24),
+                algorithm: KeyAlgorithm::EcdsaP256,
+            },
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let tsa = createcertchain::generate(time::OffsetDateTime::now_utc()).unwrap();
+        let key = || {
+            PrivateKey::generate(KeyAlgorithm::EcdsaP256)
+                .unwrap()
+                .public_pem()
+        };
+        Material {
+            fulcio: Some((ca.cert, "http://f".into())),
+            rekor: Some((key(), "http://r".into())),
+            ctlog: Some((key(), "http://c/p".into())),
+            tsa: Some((
+                secrets::text(&tsa, "cert-chain").unwrap().to_owned(),
+                "http://t".into(),
+            )),
+        }
+    }
+
+    #[test]
+    fn log_ids_are_the_sha256_of_the_der_key_and_json_is_proto_json() {
+        let m = material();
+        let root = trusted_root(None, &m, at(1_000_000)).unwrap();
+        let rekor = &root.tlogs[0];
+        let der = rekor
+            .public_key
+            .as_ref()
+            .unwrap()
+            .raw_bytes
+            .clone()
+            .unwrap();
+        assert_eq!(
+            rekor.log_id.as_ref().unwrap().key_id,
+            Sha256::digest(&der).to_vec()
+        );
+        let json: serde_json::Value = serde_json::to_value(&root).unwrap();
+        assert_eq!(json["mediaType"], TRUSTED_ROOT_MEDIA_TYPE);
+        assert_eq!(json["tlogs"][0]["hashAlgorithm"], "SHA2_256");
+        assert_eq!(
+            json["tlogs"][0]["publicKey"]["keyDetails"],
+            "PKIX_ECDSA_P256_SHA_256"
+        );
+        assert_eq!(json["ctlogs"][0]["baseUrl"], "http://c/p");
+        assert_eq!(
+            json["certificateAuthorities"][0]["subject"]["commonName"],
+            "CA"
+        );
+        assert_eq!(
+            json["timestampAuthorities"][0]["certChain"]["certificates"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
+        assert!(
+            json["tlogs"][0]["publicKey"]["validFor"]["start"]
+                .as_str()
+                .unwrap()
+                .ends_with('Z')
+        );
+        // And it reads back as the same message.
+        let back: TrustedRoot = serde_json::from_value(json).unwrap();
+        assert_eq!(back, root);
+    }
+
+    #[test]
+    fn unchanged_material_changes_nothing() {
+        let m = material();
+        let first = trusted_root(None, &m, at(1_000_000)).unwrap();
+        let again = trusted_root(Some(&first), &m, at(2_000_000)).unwrap();
+        assert_eq!(first, again);
+    }
+
+    #[test]
+    fn a_new_key_closes_the_old_entry_and_adds_one() {
+        let m = material();
+        let first = trusted_root(None, &m, at(1_000_000)).unwrap();
+        let mut rotated = m.clone();
+        rotated.fulcio = material().fulcio;
+        let second = trusted_root(Some(&first), &rotated, at(2_000_000)).unwrap();
+        assert_eq!(second.certificate_authorities.len(), 2);
+        let old = second.certificate_authorities[0]
+            .valid_for
+            .as_ref()
+            .unwrap();
+        assert_eq!(old.end.as_ref().unwrap().seconds, 2_000_000);
+        assert!(
+            second.certificate_authorities[1]
+                .valid_for
+                .as_ref()
+                .unwrap()
+                .end
+                .is_none()
+        );
+        assert_eq!(second.tlogs, first.tlogs, "other entries untouched");
+        // Rotating back to the old CA adds a third entry, not a reopened one.
+        let third = trusted_root(Some(&second), &m, at(3_000_000)).unwrap();
+        assert_eq!(third.certificate_authorities.len(), 3);
+        let config = signing_config(&third, Some("https://issuer"));
+        assert_eq!(config.ca_urls.len(), 1, "only the open CA signs");
+        assert_eq!(config.tsa_urls[0].url, "http://t/api/v1/timestamp");
+        assert_eq!(config.oidc_urls[0].url, "https://issuer");
+    }
+
+    #[test]
+    fn bad_material_is_named() {
+        let mut m = material();
+        m.rekor = Some(("not a key".into(), "http://r".into()));
+        assert_eq!(
+            trusted_root(None, &m, at(0)).unwrap_err().to_string(),
+            "Rekor's public key is not a PEM public key"
+        );
+    }
+}
