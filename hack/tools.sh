@@ -116,6 +116,7 @@ build_sigstore() {
   go_install fulcio "$FULCIO_VERSION" github.com/sigstore/fulcio
   go_install rekor-server "$REKOR_VERSION" github.com/sigstore/rekor/cmd/rekor-server
   go_install timestamp-server "$TSA_VERSION" github.com/sigstore/timestamp-authority/v2/cmd/timestamp-server
+  go_install cosign "$COSIGN_VERSION" github.com/sigstore/cosign/v2/cmd/cosign
 }
 
 # MariaDB and Redis come from Debian's packages.

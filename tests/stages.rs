@@ -373,8 +373,8 @@ fn all_stages<'a>(
         createtree(ns, stack, "rekor", trillian),
         common("createcerts"),
         common("rekorkey"),
-        common("createcertchain"),
         ctconfig,
+        common("createcertchain"),
     ]
 }
 
@@ -430,6 +430,12 @@ async fn stages_feed_the_real_servers() {
         assert_eq!(pw.len(), 32);
         assert!(!logs.contains(&pw), "the password of {s} was logged");
     }
+
+    // timestamp-server first: it must bind :2112 for metrics, which Rekor
+    // also tries (Rekor shrugs a failure off, timestamp-server does not).
+    let tsa = secret(&client, &ns.name, "demo-tsa").await.data.unwrap();
+    let tsa_port = start_tsa(&ns.name, &tsa);
+    check_tsa(tsa_port, &tsa).await;
 
     // ct_server, on the config and key files as mounted at --keys-dir.
     let ct = secret(&client, &ns.name, "demo-ctlog").await.data.unwrap();
@@ -502,10 +508,14 @@ async fn stages_feed_the_real_servers() {
     )
     .unwrap();
     let (fulcio_port, grpc_port, metrics_port) = (port(), port(), port());
+    // Fulcio fetches the issuer's discovery document and keys over TLS:
+    // it trusts the test API server's CA (Go reads SSL_CERT_FILE).
     serve(
         "fulcio",
-        &built("fulcio"),
+        std::path::Path::new("/usr/bin/env"),
         &[
+            format!("SSL_CERT_FILE={}", cp.serving_ca().display()),
+            built("fulcio").display().to_string(),
             "serve".into(),
             "--ca=fileca".into(),
             format!("--fileca-cert={}", dir.join("cert").display()),
@@ -604,6 +614,17 @@ async fn stages_feed_the_real_servers() {
         .data
         .unwrap();
     assert_eq!(text(&public_copy, "public"), text(&signer, "public"));
+
+    // cosign: sign a blob against this stack with a
+    // service-account token as the identity, and verify it with nothing but
+    // the trust root the operator publishes.
+    let urls = Urls {
+        fulcio: format!("http://127.0.0.1:{fulcio_port}"),
+        rekor: format!("http://127.0.0.1:{rekor_port}"),
+        ctlog: format!("http://127.0.0.1:{ct_port}/testlog"),
+        tsa: format!("http://127.0.0.1:{tsa_port}"),
+    };
+    cosign_round_trip(cp, &client, &ns.name, &urls).await;
 
     // Every stage run again: not a byte changes.
     for args in all_stages(&ns.name, "demo", &tr.address, &keys) {
@@ -917,10 +938,11 @@ async fn add_rekor_entry(rekor_port: u16) -> i64 {
     entry["logIndex"].as_i64().unwrap()
 }
 
-/// timestamp-server starts on createcertchain's key and chain (it checks
-/// the chain's rules at start), serves that chain, and signs a timestamp.
+/// createcertchain publishes only the chain and a re-run changes nothing.
+/// (timestamp-server itself runs in `stages_feed_the_real_servers`: it
+/// binds the fixed port :2112 for metrics, so one runs per test binary.)
 #[tokio::test]
-async fn createcertchain_feeds_a_real_timestamp_server() {
+async fn createcertchain_writes_once_and_publishes_only_the_chain() {
     let (cp, client, ns) = support::setup("tsa").await;
     let args = [
         "stage",
@@ -932,6 +954,7 @@ async fn createcertchain_feeds_a_real_timestamp_server() {
     ];
     stage(&cp.kubeconfig, &args);
     let tsa = secret(&client, &ns.name, "demo-tsa").await.data.unwrap();
+    assert!(createcertchain_keys_open(&tsa));
     let public = secret(&client, &ns.name, "demo-tsa-pub").await;
     assert_eq!(
         public.data.unwrap().keys().collect::<Vec<_>>(),
@@ -951,27 +974,11 @@ async fn createcertchain_feeds_a_real_timestamp_server() {
             .resource_version,
         version
     );
+}
 
-    let dir = mount(&format!("{}-tsa", ns.name), &tsa);
-    let tsa_port = port();
-    serve(
-        "timestamp-server",
-        &built("timestamp-server"),
-        &[
-            "serve".into(),
-            "--host=127.0.0.1".into(),
-            format!("--port={tsa_port}"),
-            "--timestamp-signer=file".into(),
-            format!("--file-signer-key-path={}", dir.join("private").display()),
-            format!("--file-signer-passwd={}", text(&tsa, "password")),
-            format!(
-                "--certificate-chain-path={}",
-                dir.join("cert-chain").display()
-            ),
-            "--disable-ntp-monitoring".into(),
-        ],
-        tsa_port,
-    );
+/// A running timestamp-server on createcertchain's output serves that chain
+/// and signs a timestamp that embeds our leaf.
+async fn check_tsa(tsa_port: u16, tsa: &Data) {
     let base = format!("http://127.0.0.1:{tsa_port}/api/v1/timestamp");
     let chain = reqwest::get(format!("{base}/certchain"))
         .await
@@ -981,7 +988,7 @@ async fn createcertchain_feeds_a_real_timestamp_server() {
         .unwrap();
     assert_eq!(
         ders(&chain),
-        ders(&text(&tsa, "cert-chain")),
+        ders(&text(tsa, "cert-chain")),
         "serves our chain"
     );
     use base64::Engine;
@@ -1008,9 +1015,179 @@ async fn createcertchain_feeds_a_real_timestamp_server() {
     // A DER TimeStampResp whose status is granted (0) and whose token
     // embeds our leaf certificate.
     assert_eq!(body[0], 0x30, "DER");
-    let leaf = &ders(&text(&tsa, "cert-chain"))[0];
+    let leaf = &ders(&text(tsa, "cert-chain"))[0];
     assert!(
         body.windows(leaf.len()).any(|w| w == leaf.as_slice()),
         "the response carries our leaf"
     );
+}
+
+/// timestamp-server on createcertchain's output, mounted as a pod would.
+fn start_tsa(ns: &str, tsa: &Data) -> u16 {
+    let dir = mount(&format!("{ns}-tsa"), tsa);
+    let tsa_port = port();
+    serve(
+        "timestamp-server",
+        &built("timestamp-server"),
+        &[
+            "serve".into(),
+            "--host=127.0.0.1".into(),
+            format!("--port={tsa_port}"),
+            "--timestamp-signer=file".into(),
+            format!("--file-signer-key-path={}", dir.join("private").display()),
+            format!("--file-signer-passwd={}", text(tsa, "password")),
+            format!(
+                "--certificate-chain-path={}",
+                dir.join("cert-chain").display()
+            ),
+            "--disable-ntp-monitoring".into(),
+        ],
+        tsa_port,
+    );
+    tsa_port
+}
+
+/// Where the local servers answer.
+struct Urls {
+    fulcio: String,
+    rekor: String,
+    ctlog: String,
+    tsa: String,
+}
+
+/// Signs a blob with cosign against the stack's Fulcio, Rekor, CT log and
+/// TSA, using a service-account token (audience `sigstore`) as the
+/// identity; then verifies it with only the operator's `trusted_root.json`.
+async fn cosign_round_trip(
+    cp: &support::ControlPlane,
+    client: &kube::Client,
+    ns: &str,
+    urls: &Urls,
+) {
+    use k8s_openapi::api::{authentication::v1::TokenRequest, core::v1::ServiceAccount};
+    use sigstore_operator::trust_root::{Material, trusted_root};
+    let mut public = Vec::new();
+    for (name, key) in [
+        ("demo-fulcio-pub", "cert"),
+        ("demo-rekor-pub", "public"),
+        ("demo-ctlog-pub", "public"),
+        ("demo-tsa-pub", "cert-chain"),
+    ] {
+        public.push(text(&secret(client, ns, name).await.data.unwrap(), key));
+    }
+    let material = Material {
+        fulcio: Some((public[0].clone(), urls.fulcio.clone())),
+        rekor: Some((public[1].clone(), urls.rekor.clone())),
+        ctlog: Some((public[2].clone(), urls.ctlog.clone())),
+        tsa: Some((public[3].clone(), urls.tsa.clone())),
+    };
+    let root = trusted_root(None, &material, k8s_openapi::jiff::Timestamp::now()).unwrap();
+    let work = mount_dir(&format!("{ns}-cosign"));
+    let root_file = work.join("trusted_root.json");
+    std::fs::write(&root_file, serde_json::to_string_pretty(&root).unwrap()).unwrap();
+
+    // The identity: a token for a service account, audience sigstore. The
+    // issuer's discovery is open to Fulcio, as KinD setups open it.
+    support::manifests::apply(
+        client,
+        &[serde_json::from_value(serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "sigstore-test-oidc-discovery"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": "system:service-account-issuer-discovery"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                          "name": "system:unauthenticated"}],
+        }))
+        .unwrap()],
+        "default",
+    )
+    .await;
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let sa: ServiceAccount =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "signer"}})).unwrap();
+    accounts.create(&PostParams::default(), &sa).await.unwrap();
+    let request: TokenRequest = serde_json::from_value(serde_json::json!({
+        "spec": {"audiences": ["sigstore"], "expirationSeconds": 600}
+    }))
+    .unwrap();
+    let token: TokenRequest = accounts
+        .create_subresource("token", "signer", &PostParams::default(), &request)
+        .await
+        .unwrap();
+    let token_file = work.join("token");
+    std::fs::write(&token_file, token.status.unwrap().token).unwrap();
+
+    let blob = work.join("blob.txt");
+    std::fs::write(&blob, "signed with a service-account identity\n").unwrap();
+    let bundle = work.join("blob.sigstore.json");
+    let cosign = |args: Vec<String>| {
+        let out = Command::new(built("cosign"))
+            .args(&args)
+            .env_clear()
+            .env("HOME", &work)
+            .env("TUF_ROOT", work.join("tuf"))
+            .env("PATH", "/usr/bin:/bin")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run cosign");
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), log)
+    };
+    let path = |p: &std::path::Path| p.display().to_string();
+    let (ok, log) = cosign(vec![
+        "sign-blob".into(),
+        "--yes".into(),
+        "--new-bundle-format".into(),
+        format!("--trusted-root={}", path(&root_file)),
+        format!("--fulcio-url={}", urls.fulcio),
+        format!("--rekor-url={}", urls.rekor),
+        format!("--timestamp-server-url={}/api/v1/timestamp", urls.tsa),
+        format!("--identity-token={}", path(&token_file)),
+        format!("--bundle={}", path(&bundle)),
+        path(&blob),
+    ]);
+    assert!(ok, "cosign sign-blob failed:\n{log}");
+    let identity = format!("https://kubernetes.io/namespaces/{ns}/serviceaccounts/signer");
+    let verify = |file: &std::path::Path| {
+        cosign(vec![
+            "verify-blob".into(),
+            format!("--trusted-root={}", path(&root_file)),
+            format!("--bundle={}", path(&bundle)),
+            format!("--certificate-identity={identity}"),
+            format!("--certificate-oidc-issuer={}", cp.server),
+            path(file),
+        ])
+    };
+    let (ok, log) = verify(&blob);
+    assert!(ok, "cosign verify-blob failed:\n{log}");
+    let changed = work.join("changed.txt");
+    std::fs::write(&changed, "something else\n").unwrap();
+    let (ok, log) = verify(&changed);
+    assert!(!ok, "a changed blob must not verify:\n{log}");
+    // The bundle carries a timestamp from the stack's TSA.
+    let bundle_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&bundle).unwrap()).unwrap();
+    let timestamps =
+        &bundle_json["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"];
+    assert_eq!(
+        timestamps.as_array().map(Vec::len),
+        Some(1),
+        "{bundle_json}"
+    );
+}
+
+/// The TSA key opens with its password and matches the chain's leaf.
+fn createcertchain_keys_open(tsa: &Data) -> bool {
+    let key = sigstore_operator::keys::PrivateKey::from_pem(
+        &text(tsa, "private"),
+        Some(&text(tsa, "password")),
+    )
+    .expect("the key opens with its password");
+    let leaf = ders(&text(tsa, "cert-chain")).remove(0);
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaf).unwrap();
+    cert.public_key().raw == key.public_der.as_slice()
 }

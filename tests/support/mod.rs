@@ -336,6 +336,11 @@ extern "C" fn stop_at_exit() {
 }
 
 impl ControlPlane {
+    /// The CA file that signs the API server's serving certificate.
+    pub fn serving_ca(&self) -> PathBuf {
+        self.certs.serving_ca.clone()
+    }
+
     /// An admin client.
     pub async fn client(&self) -> Client {
         self.client_for(&self.kubeconfig).await
