@@ -12,7 +12,12 @@ use std::{
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::{Api, api::PostParams};
-use sigstore_operator::{names::Log, stage::createtree::display_name, trillian::Trillian};
+use sigstore_operator::{
+    names::Log,
+    stage::createtree::display_name,
+    trillian::Trillian,
+    trust_root::{Material, trusted_root},
+};
 use support::{
     Output, run_cli,
     servers::{built, mount, mount_dir, port, redis, serve},
@@ -420,7 +425,6 @@ async fn stages_feed_the_real_servers() {
     for args in all_stages(&ns.name, "demo", &tr.address, &keys) {
         logs.push_str(&stage(&cp.kubeconfig, &args).stderr);
     }
-    let before = versions(&client, &ns.name, "demo").await;
     // No password reached the logs.
     for s in ["demo-fulcio-ca", "demo-rekor-signer"] {
         let pw = text(
@@ -448,15 +452,11 @@ async fn stages_feed_the_real_servers() {
         .unwrap();
     let root = ders(&text(&fulcio_ca, "cert")).pop().unwrap();
     let ct_port = port();
-    serve(
-        "ct_server",
-        &built("ct_server"),
-        &[
-            format!("--log_config={}", keys_dir.join("config").display()),
-            format!("--http_endpoint=127.0.0.1:{ct_port}"),
-        ],
-        ct_port,
-    );
+    let ct_args = [
+        format!("--log_config={}", keys_dir.join("config").display()),
+        format!("--http_endpoint=127.0.0.1:{ct_port}"),
+    ];
+    let ct_pid = serve("ct_server", &built("ct_server"), &ct_args, ct_port);
     let body = reqwest::get(format!(
         "http://127.0.0.1:{ct_port}/testlog/ct/v1/get-roots"
     ))
@@ -510,17 +510,15 @@ async fn stages_feed_the_real_servers() {
     let (fulcio_port, grpc_port, metrics_port) = (port(), port(), port());
     // Fulcio fetches the issuer's discovery document and keys over TLS:
     // it trusts the test API server's CA (Go reads SSL_CERT_FILE).
-    serve(
-        "fulcio",
-        std::path::Path::new("/usr/bin/env"),
-        &[
+    let fulcio_args = |fulcio_ca: &Data| {
+        vec![
             format!("SSL_CERT_FILE={}", cp.serving_ca().display()),
             built("fulcio").display().to_string(),
             "serve".into(),
             "--ca=fileca".into(),
             format!("--fileca-cert={}", dir.join("cert").display()),
             format!("--fileca-key={}", dir.join("private").display()),
-            format!("--fileca-key-passwd={}", text(&fulcio_ca, "password")),
+            format!("--fileca-key-passwd={}", text(fulcio_ca, "password")),
             "--fileca-watch=false".into(),
             "--host=127.0.0.1".into(),
             format!("--port={fulcio_port}"),
@@ -528,9 +526,10 @@ async fn stages_feed_the_real_servers() {
             format!("--metrics-port={metrics_port}"),
             format!("--ct-log-url=http://127.0.0.1:{ct_port}/testlog"),
             format!("--config-path={}", config.display()),
-        ],
-        fulcio_port,
-    );
+        ]
+    };
+    let env = std::path::Path::new("/usr/bin/env");
+    let fulcio_pid = serve("fulcio", env, &fulcio_args(&fulcio_ca), fulcio_port);
     let served = reqwest::get(format!("http://127.0.0.1:{fulcio_port}/api/v1/rootCert"))
         .await
         .unwrap()
@@ -615,18 +614,93 @@ async fn stages_feed_the_real_servers() {
         .unwrap();
     assert_eq!(text(&public_copy, "public"), text(&signer, "public"));
 
-    // cosign: sign a blob against this stack with a
-    // service-account token as the identity, and verify it with nothing but
-    // the trust root the operator publishes.
+    // cosign signs a blob against these servers with a service-account
+    // token (audience sigstore) as the identity, and verifies it with
+    // nothing but the trust root the operator would publish.
     let urls = Urls {
         fulcio: format!("http://127.0.0.1:{fulcio_port}"),
         rekor: format!("http://127.0.0.1:{rekor_port}"),
         ctlog: format!("http://127.0.0.1:{ct_port}/testlog"),
         tsa: format!("http://127.0.0.1:{tsa_port}"),
     };
-    cosign_round_trip(cp, &client, &ns.name, &urls).await;
+    let cosign = Cosign::new(cp, &client, &ns.name).await;
+    let now = k8s_openapi::jiff::Timestamp::now;
+    let root_v1 = trusted_root(None, &material(&client, &ns.name, &urls).await, now()).unwrap();
+    let root_v1_file = cosign.write_root(&root_v1, "v1");
+    let first = cosign.sign(&root_v1_file, &urls, "first");
+    let (ok, log) = cosign.verify(&root_v1_file, &first);
+    assert!(ok, "cosign verify-blob failed:\n{log}");
+    let changed = (cosign.work.join("changed.txt"), first.1.clone());
+    std::fs::write(&changed.0, "something else\n").unwrap();
+    let (ok, log) = cosign.verify(&root_v1_file, &changed);
+    assert!(!ok, "a changed blob must not verify:\n{log}");
+    let bundle: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&first.1).unwrap()).unwrap();
+    let timestamps =
+        &bundle["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"];
+    assert_eq!(
+        timestamps.as_array().map(Vec::len),
+        Some(1),
+        "the TSA's timestamp: {bundle}"
+    );
 
-    // Every stage run again: not a byte changes.
+    // Fulcio's CA is replaced. The CT log trusts both roots; the next trust
+    // root ends the old CA's entry and adds the new one, so the signature
+    // made before still verifies and a new one verifies too.
+    let secrets_api: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    for s in ["demo-fulcio-ca", "demo-fulcio-pub"] {
+        secrets_api.delete(s, &Default::default()).await.unwrap();
+    }
+    let stages = all_stages(&ns.name, "demo", &tr.address, &keys);
+    stage(&cp.kubeconfig, &stages[2]);
+    stage(&cp.kubeconfig, &stages[4]);
+    for (k, v) in &secret(&client, &ns.name, "demo-ctlog").await.data.unwrap() {
+        std::fs::write(keys_dir.join(k), &v.0).unwrap();
+    }
+    support::keeper().stop(ct_pid);
+    serve("ct_server", &built("ct_server"), &ct_args, ct_port);
+    let new_ca = secret(&client, &ns.name, "demo-fulcio-ca")
+        .await
+        .data
+        .unwrap();
+    assert_ne!(new_ca["cert"], fulcio_ca["cert"]);
+    support::keeper().stop(fulcio_pid);
+    mount(&format!("{}-fulcio", ns.name), &new_ca);
+    std::fs::write(
+        &config,
+        sigstore_operator::fulcio_config::render(&spec, Some(&cluster_issuer)).unwrap(),
+    )
+    .unwrap();
+    serve("fulcio", env, &fulcio_args(&new_ca), fulcio_port);
+    let root_v2 = trusted_root(
+        Some(&root_v1),
+        &material(&client, &ns.name, &urls).await,
+        now(),
+    )
+    .unwrap();
+    assert_eq!(root_v2.certificate_authorities.len(), 2);
+    assert!(
+        root_v2.certificate_authorities[0]
+            .valid_for
+            .unwrap()
+            .end
+            .is_some()
+    );
+    assert_eq!(root_v2.tlogs, root_v1.tlogs, "Rekor's entry is unchanged");
+    let root_v2_file = cosign.write_root(&root_v2, "v2");
+    let second = cosign.sign(&root_v2_file, &urls, "second");
+    for (what, signed) in [("the new", &second), ("the old", &first)] {
+        let (ok, log) = cosign.verify(&root_v2_file, signed);
+        assert!(
+            ok,
+            "{what} signature must verify after the rotation:\n{log}"
+        );
+    }
+    let (ok, _) = cosign.verify(&root_v1_file, &second);
+    assert!(!ok, "the old trust root does not know the new CA");
+
+    // Every stage run again: not a byte changes (since the rotation).
+    let before = versions(&client, &ns.name, "demo").await;
     for args in all_stages(&ns.name, "demo", &tr.address, &keys) {
         stage(&cp.kubeconfig, &args);
     }
@@ -1055,17 +1129,8 @@ struct Urls {
     tsa: String,
 }
 
-/// Signs a blob with cosign against the stack's Fulcio, Rekor, CT log and
-/// TSA, using a service-account token (audience `sigstore`) as the
-/// identity; then verifies it with only the operator's `trusted_root.json`.
-async fn cosign_round_trip(
-    cp: &support::ControlPlane,
-    client: &kube::Client,
-    ns: &str,
-    urls: &Urls,
-) {
-    use k8s_openapi::api::{authentication::v1::TokenRequest, core::v1::ServiceAccount};
-    use sigstore_operator::trust_root::{Material, trusted_root};
+/// The stack's public material, as the operator reads it, at `urls`.
+async fn material(client: &kube::Client, ns: &str, urls: &Urls) -> Material {
     let mut public = Vec::new();
     for (name, key) in [
         ("demo-fulcio-pub", "cert"),
@@ -1075,57 +1140,70 @@ async fn cosign_round_trip(
     ] {
         public.push(text(&secret(client, ns, name).await.data.unwrap(), key));
     }
-    let material = Material {
+    Material {
         fulcio: Some((public[0].clone(), urls.fulcio.clone())),
         rekor: Some((public[1].clone(), urls.rekor.clone())),
         ctlog: Some((public[2].clone(), urls.ctlog.clone())),
         tsa: Some((public[3].clone(), urls.tsa.clone())),
-    };
-    let root = trusted_root(None, &material, k8s_openapi::jiff::Timestamp::now()).unwrap();
-    let work = mount_dir(&format!("{ns}-cosign"));
-    let root_file = work.join("trusted_root.json");
-    std::fs::write(&root_file, serde_json::to_string_pretty(&root).unwrap()).unwrap();
+    }
+}
 
-    // The identity: a token for a service account, audience sigstore. The
-    // issuer's discovery is open to Fulcio, as KinD setups open it.
-    support::manifests::apply(
-        client,
-        &[serde_json::from_value(serde_json::json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": "sigstore-test-oidc-discovery"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": "system:service-account-issuer-discovery"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
-                          "name": "system:unauthenticated"}],
+/// cosign with a service-account identity: a token for SA `signer`,
+/// audience `sigstore`, whose issuer's discovery is open to Fulcio (as
+/// KinD setups open it).
+struct Cosign {
+    work: std::path::PathBuf,
+    token: std::path::PathBuf,
+    identity: String,
+    issuer: String,
+}
+
+impl Cosign {
+    async fn new(cp: &support::ControlPlane, client: &kube::Client, ns: &str) -> Self {
+        use k8s_openapi::api::{authentication::v1::TokenRequest, core::v1::ServiceAccount};
+        support::manifests::apply(
+            client,
+            &[serde_json::from_value(serde_json::json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": "sigstore-test-oidc-discovery"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                            "name": "system:service-account-issuer-discovery"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                              "name": "system:unauthenticated"}],
+            }))
+            .unwrap()],
+            "default",
+        )
+        .await;
+        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+        let sa: ServiceAccount =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "signer"}})).unwrap();
+        accounts.create(&PostParams::default(), &sa).await.unwrap();
+        let request: TokenRequest = serde_json::from_value(serde_json::json!({
+            "spec": {"audiences": ["sigstore"], "expirationSeconds": 600}
         }))
-        .unwrap()],
-        "default",
-    )
-    .await;
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let sa: ServiceAccount =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": "signer"}})).unwrap();
-    accounts.create(&PostParams::default(), &sa).await.unwrap();
-    let request: TokenRequest = serde_json::from_value(serde_json::json!({
-        "spec": {"audiences": ["sigstore"], "expirationSeconds": 600}
-    }))
-    .unwrap();
-    let token: TokenRequest = accounts
-        .create_subresource("token", "signer", &PostParams::default(), &request)
-        .await
         .unwrap();
-    let token_file = work.join("token");
-    std::fs::write(&token_file, token.status.unwrap().token).unwrap();
+        let token: TokenRequest = accounts
+            .create_subresource("token", "signer", &PostParams::default(), &request)
+            .await
+            .unwrap();
+        let work = mount_dir(&format!("{ns}-cosign"));
+        let path = work.join("token");
+        std::fs::write(&path, token.status.unwrap().token).unwrap();
+        Self {
+            work,
+            token: path,
+            identity: format!("https://kubernetes.io/namespaces/{ns}/serviceaccounts/signer"),
+            issuer: cp.server.clone(),
+        }
+    }
 
-    let blob = work.join("blob.txt");
-    std::fs::write(&blob, "signed with a service-account identity\n").unwrap();
-    let bundle = work.join("blob.sigstore.json");
-    let cosign = |args: Vec<String>| {
+    fn run(&self, args: Vec<String>) -> (bool, String) {
         let out = Command::new(built("cosign"))
             .args(&args)
             .env_clear()
-            .env("HOME", &work)
-            .env("TUF_ROOT", work.join("tuf"))
+            .env("HOME", &self.work)
+            .env("TUF_ROOT", self.work.join("tuf"))
             .env("PATH", "/usr/bin:/bin")
             .stdin(Stdio::null())
             .output()
@@ -1136,48 +1214,63 @@ async fn cosign_round_trip(
             String::from_utf8_lossy(&out.stderr)
         );
         (out.status.success(), log)
-    };
-    let path = |p: &std::path::Path| p.display().to_string();
-    let (ok, log) = cosign(vec![
-        "sign-blob".into(),
-        "--yes".into(),
-        "--new-bundle-format".into(),
-        format!("--trusted-root={}", path(&root_file)),
-        format!("--fulcio-url={}", urls.fulcio),
-        format!("--rekor-url={}", urls.rekor),
-        format!("--timestamp-server-url={}/api/v1/timestamp", urls.tsa),
-        format!("--identity-token={}", path(&token_file)),
-        format!("--bundle={}", path(&bundle)),
-        path(&blob),
-    ]);
-    assert!(ok, "cosign sign-blob failed:\n{log}");
-    let identity = format!("https://kubernetes.io/namespaces/{ns}/serviceaccounts/signer");
-    let verify = |file: &std::path::Path| {
-        cosign(vec![
+    }
+
+    fn write_root(
+        &self,
+        root: &sigstore_protobuf_specs::dev::sigstore::trustroot::v1::TrustedRoot,
+        name: &str,
+    ) -> std::path::PathBuf {
+        let file = self.work.join(format!("trusted_root-{name}.json"));
+        std::fs::write(&file, serde_json::to_string_pretty(root).unwrap()).unwrap();
+        file
+    }
+
+    /// Signs a new blob `name`; returns the blob and its bundle.
+    fn sign(
+        &self,
+        root: &std::path::Path,
+        urls: &Urls,
+        name: &str,
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
+        let blob = self.work.join(format!("{name}.txt"));
+        std::fs::write(
+            &blob,
+            format!("{name}, signed with a service-account identity\n"),
+        )
+        .unwrap();
+        let bundle = self.work.join(format!("{name}.sigstore.json"));
+        let (ok, log) = self.run(vec![
+            "sign-blob".into(),
+            "--yes".into(),
+            "--new-bundle-format".into(),
+            format!("--trusted-root={}", root.display()),
+            format!("--fulcio-url={}", urls.fulcio),
+            format!("--rekor-url={}", urls.rekor),
+            format!("--timestamp-server-url={}/api/v1/timestamp", urls.tsa),
+            format!("--identity-token={}", self.token.display()),
+            format!("--bundle={}", bundle.display()),
+            blob.display().to_string(),
+        ]);
+        assert!(ok, "cosign sign-blob failed:\n{log}");
+        (blob, bundle)
+    }
+
+    /// `verify-blob` with only the trust root `root` and the identity.
+    fn verify(
+        &self,
+        root: &std::path::Path,
+        (blob, bundle): &(std::path::PathBuf, std::path::PathBuf),
+    ) -> (bool, String) {
+        self.run(vec![
             "verify-blob".into(),
-            format!("--trusted-root={}", path(&root_file)),
-            format!("--bundle={}", path(&bundle)),
-            format!("--certificate-identity={identity}"),
-            format!("--certificate-oidc-issuer={}", cp.server),
-            path(file),
+            format!("--trusted-root={}", root.display()),
+            format!("--bundle={}", bundle.display()),
+            format!("--certificate-identity={}", self.identity),
+            format!("--certificate-oidc-issuer={}", self.issuer),
+            blob.display().to_string(),
         ])
-    };
-    let (ok, log) = verify(&blob);
-    assert!(ok, "cosign verify-blob failed:\n{log}");
-    let changed = work.join("changed.txt");
-    std::fs::write(&changed, "something else\n").unwrap();
-    let (ok, log) = verify(&changed);
-    assert!(!ok, "a changed blob must not verify:\n{log}");
-    // The bundle carries a timestamp from the stack's TSA.
-    let bundle_json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&bundle).unwrap()).unwrap();
-    let timestamps =
-        &bundle_json["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"];
-    assert_eq!(
-        timestamps.as_array().map(Vec::len),
-        Some(1),
-        "{bundle_json}"
-    );
+    }
 }
 
 /// The TSA key opens with its password and matches the chain's leaf.

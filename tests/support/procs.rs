@@ -118,6 +118,23 @@ impl Keeper {
         Ok(())
     }
 
+    /// Stops the child `pid` (SIGTERM, then SIGKILL after 5 s) and forgets
+    /// it, so its exit is not taken for a crash.
+    pub fn stop(&self, pid: u32) {
+        let mut children = self.children.lock().unwrap();
+        if let Some(i) = children.iter().position(|(_, c)| c.id() == pid) {
+            let (_, mut child) = children.remove(i);
+            // SAFETY: sending a signal to a pid we own.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// SIGTERM to every child, SIGKILL to those still up after 5 s.
     pub fn stop_all(&self) {
         let Ok(mut children) = self.children.lock() else {

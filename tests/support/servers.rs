@@ -31,15 +31,16 @@ pub fn mount_dir(name: &str) -> PathBuf {
 }
 
 /// Starts `program` (a built tool or a path) and waits until `port`
-/// listens. Panics with the log tail if it exits first.
-pub fn serve(log_name: &str, program: &Path, args: &[String], port: u16) {
-    keeper()
+/// listens; returns its pid. Panics with the log tail if it exits first.
+pub fn serve(log_name: &str, program: &Path, args: &[String], port: u16) -> u32 {
+    let pid = keeper()
         .spawn(log_name, program, args)
         .unwrap_or_else(|e| panic!("start {log_name}: {e:#}"));
     if let Err(e) = keeper().wait_port(port, log_name, Duration::from_secs(60)) {
         super::mark_failed();
         panic!("{e:#}");
     }
+    pid
 }
 
 /// A free port.
