@@ -166,7 +166,9 @@ pub fn desired(
     };
     let spec = &stack.spec;
     let mut wanted: Vec<Desired> = facts.plans.iter().map(|p| p.condition.clone()).collect();
-    wanted.push(trust_condition(facts.owner, facts.trust));
+    if super::trust::wanted(spec) {
+        wanted.push(trust_condition(facts.owner, facts.trust));
+    }
     for (type_, deployments) in components(facts.owner, spec) {
         wanted.push(component_condition(type_, &deployments, facts.observed));
     }

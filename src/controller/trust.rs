@@ -40,6 +40,11 @@ fn public(observed: &Observed, secret: &str, key: &str) -> Option<String> {
     observed.secrets.get(secret)?.public.get(key).cloned()
 }
 
+/// Whether any enabled component belongs in a trust root.
+pub fn wanted(spec: &SigstoreStackSpec) -> bool {
+    spec.fulcio.enabled || spec.rekor.enabled || spec.ctlog.enabled || spec.tsa.enabled
+}
+
 /// The trust root for the stack's current material, continuing the one it
 /// published before; `Err` while a contributing stage is unfinished.
 pub fn publish(
@@ -50,6 +55,9 @@ pub fn publish(
     cluster_issuer: Option<&str>,
     now: Timestamp,
 ) -> Result<Published, NotPublished> {
+    if !wanted(spec) {
+        return Err(NotPublished::Waiting("a component to describe".into()));
+    }
     let contributors = [
         Stage::Certs,
         Stage::RekorKey,
