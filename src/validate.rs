@@ -82,6 +82,12 @@ pub fn validate(spec: &SigstoreStackSpec) -> Vec<FieldError> {
             "applies only to the Embedded database",
         );
     }
+    if db.mode == DatabaseMode::External && db.storage.is_some() {
+        errors.push(
+            "spec.trillian.database.storage",
+            "applies only to the Embedded database",
+        );
+    }
 
     let images = [
         ("spec.trillian.database.image", &db.image),

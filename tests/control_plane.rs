@@ -121,6 +121,19 @@ async fn invalid_specs_are_refused_naming_the_field() {
     let ns = TestNamespace::new(&client, "invalid-specs").await;
     let cases = [
         (
+            "storage-size",
+            json!({"trillian": {"database": {"storage": {"size": "lots"}}}}),
+            "spec.trillian.database.storage.size",
+            "quantity",
+        ),
+        (
+            "storage-external",
+            json!({"trillian": {"database": {"mode": "External", "storage": {"size": "1Gi"},
+                "external": {"host": "db", "credentialsSecret": "c"}}}}),
+            "spec.trillian.database.storage",
+            "only to the Embedded",
+        ),
+        (
             "prefix-slash",
             json!({"ctlog": {"prefix": "a/b"}}),
             "spec.ctlog.prefix",

@@ -719,11 +719,20 @@ async fn two_stacks_share_a_namespace() {
     env.create_stack("a", json!({})).await;
     env.create_stack(
         "b",
-        json!({"ctlog": {"prefix": "b-log"}, "fulcio": {"ca": {"existingSecret": "user-ca"}}}),
+        json!({
+            "ctlog": {"prefix": "b-log"},
+            "fulcio": {"ca": {"existingSecret": "user-ca"}},
+            "trillian": {"database": {"storage": {"size": "1Gi"}}},
+        }),
     )
     .await;
     let a = env.condition_until("a", READY, "True").await;
     let b = env.condition_until("b", READY, "True").await;
+    // b keeps its database on a claim it owns; a has none.
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = env.api();
+    let claim = claims.get("b-trillian-db").await.expect("b's claim");
+    assert_eq!(claim.owner_references()[0].name, "b");
+    assert!(claims.get_opt("a-trillian-db").await.unwrap().is_none());
     assert_ne!(a.rekor.unwrap().tree_id, b.rekor.unwrap().tree_id);
     assert_ne!(
         a.fulcio.unwrap().root_certificate,

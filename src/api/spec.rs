@@ -70,6 +70,7 @@ pub struct TrillianSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[x_kube(validation = Rule::new("self.mode == 'External' ? has(self.external) : !has(self.external)").message("external is required when mode is External, and not allowed otherwise").field_path(".external"))]
 #[x_kube(validation = Rule::new("self.mode == 'Embedded' || !has(self.image)").message("image applies only to the Embedded database").field_path(".image"))]
+#[x_kube(validation = Rule::new("self.mode == 'Embedded' || !has(self.storage)").message("storage applies only to the Embedded database").field_path(".storage"))]
 #[serde(rename_all = "camelCase")]
 pub struct TrillianDatabaseSpec {
     /// `Embedded` runs a MariaDB for this stack with Trillian's schema;
@@ -84,6 +85,26 @@ pub struct TrillianDatabaseSpec {
     /// The existing MySQL-compatible database, when `mode` is `External`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalDatabase>,
+    /// Keep the embedded database on a PersistentVolumeClaim, so the trees
+    /// survive the database Pod being replaced. Without it the data lives
+    /// in an emptyDir and goes with the Pod. Read when the claim is
+    /// created; an existing claim is never changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<DatabaseStorage>,
+}
+
+/// A PersistentVolumeClaim for the embedded database.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseStorage {
+    /// Requested size, a Kubernetes quantity such as `1Gi`.
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]+(\\\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$')").message("must be a quantity such as 1Gi or 500Mi"))]
+    #[schemars(length(min = 1, max = 32))]
+    pub size: String,
+    /// StorageClass of the claim; the cluster's default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_class_name: Option<String>,
 }
 
 /// How Trillian's database is provided.

@@ -4,7 +4,11 @@
 
 use k8s_openapi::{
     ByteString,
-    api::core::v1::{ConfigMap, PodSpec, Secret},
+    api::core::v1::{
+        ConfigMap, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+        PersistentVolumeClaimVolumeSource, PodSpec, Secret, Volume, VolumeResourceRequirements,
+    },
+    apimachinery::pkg::api::resource::Quantity,
 };
 
 use super::{
@@ -92,6 +96,25 @@ pub fn database_secret(owner: &Owner, password: &str, root_password: &str) -> Se
     }
 }
 
+/// The embedded database's claim, when the spec asks for one. Created
+/// once and never changed: most of a claim's spec is immutable.
+pub fn database_claim(owner: &Owner, spec: &SigstoreStackSpec) -> Option<PersistentVolumeClaim> {
+    let storage = spec.trillian.database.storage.as_ref()?;
+    (needed(spec) && embedded(spec)).then(|| PersistentVolumeClaim {
+        metadata: owner.meta(owner.name_of(TRILLIAN_DB), TRILLIAN_DB),
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some([("storage".to_owned(), Quantity(storage.size.clone()))].into()),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    })
+}
+
 /// The log server's gRPC address, `host:port`.
 pub fn address(owner: &Owner) -> String {
     format!("{}:{GRPC_PORT}", owner.host_of(TRILLIAN_LOG_SERVER))
@@ -143,9 +166,20 @@ fn database_objects(inputs: &Inputs<'_>, db: &Database) -> Vec<Object> {
         mount("tmp", "/tmp", true),
     ]);
     c.resources = Some(requests("50m", "256Mi"));
+    let data = match &inputs.spec.trillian.database.storage {
+        Some(_) => Volume {
+            name: "data".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: owner.name_of(TRILLIAN_DB),
+                read_only: Some(false),
+            }),
+            ..Volume::default()
+        },
+        None => scratch("data"),
+    };
     let pod = PodSpec {
         containers: vec![c],
-        volumes: Some(vec![scratch("data"), scratch("run"), scratch("tmp")]),
+        volumes: Some(vec![data, scratch("run"), scratch("tmp")]),
         ..PodSpec::default()
     };
     vec![
@@ -294,6 +328,27 @@ mod tests {
         let json = serde_json::to_string(d).unwrap();
         assert!(json.contains("tcp(mysql.example:3307)/tr"), "{json}");
         assert!(json.contains("\"name\":\"mine\""), "{json}");
+    }
+
+    #[test]
+    fn storage_puts_the_database_on_a_claim() {
+        let mut spec = SigstoreStackSpec::default();
+        assert!(database_claim(&crate::build::tests::owner(), &spec).is_none());
+        spec.trillian.database.storage = Some(crate::api::DatabaseStorage {
+            size: "2Gi".into(),
+            storage_class_name: Some("fast".into()),
+        });
+        let claim = database_claim(&crate::build::tests::owner(), &spec).unwrap();
+        let json = serde_json::to_value(&claim).unwrap();
+        assert_eq!(json["spec"]["resources"]["requests"]["storage"], "2Gi");
+        assert_eq!(json["spec"]["storageClassName"], "fast");
+        let objects = objects(&inputs(&spec));
+        let db = deployment_named(&objects, "demo-trillian-db");
+        let volumes = &serde_json::to_value(db).unwrap()["spec"]["template"]["spec"]["volumes"];
+        assert_eq!(
+            volumes[0]["persistentVolumeClaim"]["claimName"],
+            "demo-trillian-db"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use k8s_openapi::{
     NamespaceResourceScope,
     api::{
         batch::v1::Job,
-        core::v1::{ConfigMap, Secret},
+        core::v1::{ConfigMap, PersistentVolumeClaim, Secret},
     },
     jiff::Timestamp,
 };
@@ -205,6 +205,17 @@ async fn create_placeholders(
             if created == Some(true) {
                 tracing::info!(?output, "created an empty stage output");
             }
+        }
+    }
+    if let Some(claim) = trillian::database_claim(owner, spec) {
+        let claims: Api<PersistentVolumeClaim> =
+            Api::namespaced(ctx.client.clone(), &owner.namespace);
+        // Looked up first: a create refused as a duplicate still counts
+        // as a write request, and a settled stack makes none.
+        if claims.get_opt(&owner.name_of(TRILLIAN_DB)).await?.is_none()
+            && create_new(&claims, &claim).await?
+        {
+            tracing::info!(claim = %owner.name_of(TRILLIAN_DB), "created the database's claim");
         }
     }
     let db = owner.name_of(TRILLIAN_DB);
