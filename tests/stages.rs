@@ -457,14 +457,10 @@ async fn stages_feed_the_real_servers() {
         format!("--http_endpoint=127.0.0.1:{ct_port}"),
     ];
     let ct_pid = serve("ct_server", &built("ct_server"), &ct_args, ct_port);
-    let body = reqwest::get(format!(
+    let body = get_text(format!(
         "http://127.0.0.1:{ct_port}/testlog/ct/v1/get-roots"
     ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    .await;
     let roots: serde_json::Value = serde_json::from_str(&body).expect("get-roots JSON");
     use base64::Engine;
     let served: Vec<Vec<u8>> = roots["certificates"]
@@ -530,26 +526,17 @@ async fn stages_feed_the_real_servers() {
     };
     let env = std::path::Path::new("/usr/bin/env");
     let fulcio_pid = serve("fulcio", env, &fulcio_args(&fulcio_ca), fulcio_port);
-    let served = reqwest::get(format!("http://127.0.0.1:{fulcio_port}/api/v1/rootCert"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let served = get_text(format!("http://127.0.0.1:{fulcio_port}/api/v1/rootCert")).await;
     assert_eq!(
         ders(&served),
         ders(&text(&fulcio_ca, "cert")),
         "Fulcio serves our CA"
     );
     // Fulcio read the rendered issuers.
-    let configuration = reqwest::get(format!(
+    let configuration = get_text(format!(
         "http://127.0.0.1:{fulcio_port}/api/v2/configuration"
     ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    .await;
     for issuer in [cluster_issuer.as_str(), "https://issuer.example"] {
         assert!(
             configuration.contains(issuer),
@@ -591,14 +578,10 @@ async fn stages_feed_the_real_servers() {
         ],
         rekor_port,
     );
-    let public = reqwest::get(format!(
+    let public = get_text(format!(
         "http://127.0.0.1:{rekor_port}/api/v1/log/publicKey"
     ))
-    .await
-    .unwrap()
-    .text()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
         public.trim(),
         text(&signer, "public").trim(),
@@ -1054,12 +1037,7 @@ async fn createcertchain_writes_once_and_publishes_only_the_chain() {
 /// and signs a timestamp that embeds our leaf.
 async fn check_tsa(tsa_port: u16, tsa: &Data) {
     let base = format!("http://127.0.0.1:{tsa_port}/api/v1/timestamp");
-    let chain = reqwest::get(format!("{base}/certchain"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let chain = get_text(format!("{base}/certchain")).await;
     assert_eq!(
         ders(&chain),
         ders(&text(tsa, "cert-chain")),
@@ -1283,4 +1261,9 @@ fn createcertchain_keys_open(tsa: &Data) -> bool {
     let leaf = ders(&text(tsa, "cert-chain")).remove(0);
     let (_, cert) = x509_parser::parse_x509_certificate(&leaf).unwrap();
     cert.public_key().raw == key.public_der.as_slice()
+}
+
+/// The body of a GET that must succeed.
+async fn get_text(url: impl reqwest::IntoUrl) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
 }

@@ -26,11 +26,7 @@ use super::{
     StageContext, StageError,
     secrets::{self, Created, Data},
 };
-use crate::{
-    api::KeyAlgorithm,
-    keys::{PrivateKey, random_password},
-    names,
-};
+use crate::{api::KeyAlgorithm, keys::PrivateKey, names};
 
 /// Keys of the TSA Secret.
 pub const REQUIRED: &[&str] = &["private", "password", "public", "cert-chain"];
@@ -107,15 +103,9 @@ pub fn generate(now: OffsetDateTime) -> Result<Data, StageError> {
         intermediate_cert.pem(),
         root_cert.pem()
     );
-    let password = random_password();
-    let private = key.encrypted_pem(&password)?;
-    let public = key.public_pem();
-    Ok(secrets::data([
-        ("private", private.as_str()),
-        ("password", password.as_str()),
-        ("public", public.as_str()),
-        ("cert-chain", chain.as_str()),
-    ]))
+    let mut data = super::rekorkey::key_data(&key)?;
+    data.extend(secrets::data([("cert-chain", chain.as_str())]));
+    Ok(data)
 }
 
 /// Runs createcertchain; `true` when a key and chain were made.

@@ -21,7 +21,12 @@ pub const REQUIRED: &[&str] = &["private", "password", "public"];
 
 /// A new signing key, as Secret data.
 pub fn generate() -> Result<Data, StageError> {
-    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256)?;
+    key_data(&PrivateKey::generate(KeyAlgorithm::EcdsaP256)?)
+}
+
+/// `key` as Secret data: `private` (PKCS#8 encrypted under a fresh random
+/// password), `password` and `public`.
+pub fn key_data(key: &PrivateKey) -> Result<Data, StageError> {
     let password = random_password();
     let private = key.encrypted_pem(&password)?;
     let public = key.public_pem();
