@@ -401,12 +401,15 @@ async fn operator_binary_reports_status_and_settles() {
     assert!(event_writes >= 1, "{writes:?}");
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(client.clone(), &ns.name);
-    let listed = events.list(&Default::default()).await.expect("events");
-    let warning = listed
-        .items
-        .iter()
-        .find(|e| e.reason.as_deref() == Some("InvalidSpec"))
-        .expect("an InvalidSpec event");
+    // The event follows the status write, so it may land a moment later.
+    let warning = eventually("an InvalidSpec event", WAIT, || async {
+        let listed = events.list(&Default::default()).await.ok()?;
+        listed
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("InvalidSpec"))
+    })
+    .await;
     assert_eq!(warning.type_.as_deref(), Some("Warning"));
     assert_eq!(
         warning.regarding.as_ref().and_then(|r| r.name.as_deref()),
