@@ -576,6 +576,7 @@ async fn operator_restart_mid_bring_up_keeps_trees_and_keys() {
     let mut env = Env::start("restart", &["demo"], &trillian().address).await;
     env.create_stack("demo", json!({})).await;
     env.condition_until("demo", "CertsCreated", "True").await;
+    env.condition_until("demo", "RekorKeyCreated", "True").await;
     let ca = text(&env.secret("demo-fulcio-ca").await, "cert");
     let rekor_key = text(&env.secret("demo-rekor-signer").await, "public");
     // Kill it hard while the trees are about to start.
