@@ -204,10 +204,10 @@ where
 {
     let mut out: Vec<T> = previous.to_vec();
     let Some(current) = current else { return out };
-    let is_open = |t: &mut T| range(t).is_some_and(|r| r.end.is_none());
+    // An open entry for the same material: nothing changed.
     if out
-        .iter()
-        .any(|e| same(e, &current) && is_open(&mut e.clone()))
+        .iter_mut()
+        .any(|e| same(e, &current) && range(e).is_some_and(|r| r.end.is_none()))
     {
         return out;
     }

@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::PodSpec;
 
 use super::{
     Inputs, Object, meta,
-    workload::{container, deployment, mount, secret_volume, service},
+    workload::{container, mount, secret_volume, served},
 };
 use crate::{
     names::{self, CTLOG},
@@ -51,10 +51,7 @@ pub fn objects(inputs: &Inputs<'_>) -> Vec<Object> {
         )]),
         ..PodSpec::default()
     };
-    vec![
-        Object::Deployment(deployment(owner, CTLOG, meta::NONROOT_USER, pod)),
-        Object::Service(service(owner, CTLOG, &[("http", 80, PORT)])),
-    ]
+    served(owner, CTLOG, meta::NONROOT_USER, pod, &[("http", 80, PORT)]).into()
 }
 
 #[cfg(test)]

@@ -6,9 +6,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, PodSpec, ServiceAccount};
 
 use super::{
     Inputs, Object, ctlog, meta,
-    workload::{
-        config_map_volume, container, deployment, env_secret, mount, secret_volume, service,
-    },
+    workload::{config_map_volume, container, env_secret, mount, secret_volume, served},
 };
 use crate::{
     fulcio_config,
@@ -84,7 +82,7 @@ pub fn objects(inputs: &Inputs<'_>) -> Result<Vec<Object>, serde_yaml::Error> {
         automount_service_account_token: Some(spec.trust_cluster_issuer),
         ..PodSpec::default()
     };
-    Ok(vec![
+    let mut out = vec![
         Object::ServiceAccount(ServiceAccount {
             metadata: owner.meta(owner.name_of(FULCIO), FULCIO),
             automount_service_account_token: Some(false),
@@ -95,13 +93,10 @@ pub fn objects(inputs: &Inputs<'_>) -> Result<Vec<Object>, serde_yaml::Error> {
             data: Some([("config.yaml".to_owned(), config)].into()),
             ..ConfigMap::default()
         }),
-        Object::Deployment(deployment(owner, FULCIO, meta::NONROOT_USER, pod)),
-        Object::Service(service(
-            owner,
-            FULCIO,
-            &[("http", 80, PORT), ("grpc", GRPC_PORT, GRPC_PORT)],
-        )),
-    ])
+    ];
+    let ports = [("http", 80, PORT), ("grpc", GRPC_PORT, GRPC_PORT)];
+    out.extend(served(owner, FULCIO, meta::NONROOT_USER, pod, &ports));
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -4,9 +4,7 @@ use k8s_openapi::api::core::v1::PodSpec;
 
 use super::{
     Inputs, Object, meta, trillian,
-    workload::{
-        container, deployment, env_config_map, env_secret, mount, scratch, secret_volume, service,
-    },
+    workload::{container, env_config_map, env_secret, mount, scratch, secret_volume, served},
 };
 use crate::names::{self, Log, REKOR, REKOR_REDIS, TRILLIAN_LOG_SERVER};
 
@@ -93,16 +91,22 @@ pub fn objects(inputs: &Inputs<'_>) -> Vec<Object> {
         ]),
         ..PodSpec::default()
     };
-    vec![
-        Object::Deployment(deployment(owner, REKOR_REDIS, meta::DB_USER, redis_pod)),
-        Object::Service(service(
-            owner,
-            REKOR_REDIS,
-            &[("redis", REDIS_PORT, REDIS_PORT)],
-        )),
-        Object::Deployment(deployment(owner, REKOR, meta::NONROOT_USER, rekor_pod)),
-        Object::Service(service(owner, REKOR, &[("http", 80, PORT)])),
-    ]
+    let redis_ports = [("redis", REDIS_PORT, REDIS_PORT)];
+    let mut out = Vec::from(served(
+        owner,
+        REKOR_REDIS,
+        meta::DB_USER,
+        redis_pod,
+        &redis_ports,
+    ));
+    out.extend(served(
+        owner,
+        REKOR,
+        meta::NONROOT_USER,
+        rekor_pod,
+        &[("http", 80, PORT)],
+    ));
+    out
 }
 
 #[cfg(test)]

@@ -75,6 +75,16 @@ impl Stage {
         }
     }
 
+    /// The component its outputs belong to (their `component` label).
+    pub fn component(self) -> &'static str {
+        match self {
+            Self::Certs => "fulcio",
+            Self::RekorKey | Self::RekorTree => "rekor",
+            Self::CtlogTree | Self::CtConfig => "ctlog",
+            Self::TsaChain => "tsa",
+        }
+    }
+
     /// Whether `spec` needs this stage.
     pub fn enabled(self, spec: &SigstoreStackSpec) -> bool {
         match self {

@@ -16,7 +16,7 @@ use super::{
     meta::{self, Owner},
     workload::{
         config_map_volume, container, deployment, env, env_secret, mount, requests, scratch,
-        service,
+        served, service,
     },
 };
 use crate::{
@@ -182,14 +182,8 @@ fn database_objects(inputs: &Inputs<'_>, db: &Database) -> Vec<Object> {
         volumes: Some(vec![data, scratch("run"), scratch("tmp")]),
         ..PodSpec::default()
     };
-    vec![
-        Object::Deployment(deployment(owner, TRILLIAN_DB, meta::DB_USER, pod)),
-        Object::Service(service(
-            owner,
-            TRILLIAN_DB,
-            &[("mysql", MYSQL_PORT, MYSQL_PORT)],
-        )),
-    ]
+    let ports = [("mysql", MYSQL_PORT, MYSQL_PORT)];
+    served(owner, TRILLIAN_DB, meta::DB_USER, pod, &ports).into()
 }
 
 /// `--mysql_uri` from env `DB_USER`/`DB_PASSWORD`, which the kubelet

@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::PodSpec;
 
 use super::{
     Inputs, Object, meta,
-    workload::{container, deployment, env_secret, mount, secret_volume, service},
+    workload::{container, env_secret, mount, secret_volume, served},
 };
 use crate::names::{self, TSA};
 
@@ -50,10 +50,7 @@ pub fn objects(inputs: &Inputs<'_>) -> Vec<Object> {
         )]),
         ..PodSpec::default()
     };
-    vec![
-        Object::Deployment(deployment(owner, TSA, meta::NONROOT_USER, pod)),
-        Object::Service(service(owner, TSA, &[("http", 80, PORT)])),
-    ]
+    served(owner, TSA, meta::NONROOT_USER, pod, &[("http", 80, PORT)]).into()
 }
 
 #[cfg(test)]

@@ -20,7 +20,10 @@ use k8s_openapi::{
     },
 };
 
-use super::meta::{self, Owner};
+use super::{
+    Object,
+    meta::{self, Owner},
+};
 
 /// A Deployment of one replica of `pod`, named `<stack>-<part>`. Replaced,
 /// not rolled, so two servers never share a database or a key at once.
@@ -51,6 +54,21 @@ pub fn deployment(owner: &Owner, part: &str, user: i64, mut pod: PodSpec) -> Dep
         }),
         status: None,
     }
+}
+
+/// A one-Pod Deployment `<stack>-<part>` running `pod` as `user`, and the
+/// Service in front of it with `ports` as `(name, port, target port)`.
+pub fn served(
+    owner: &Owner,
+    part: &str,
+    user: i64,
+    pod: PodSpec,
+    ports: &[(&str, i32, i32)],
+) -> [Object; 2] {
+    [
+        Object::Deployment(deployment(owner, part, user, pod)),
+        Object::Service(service(owner, part, ports)),
+    ]
 }
 
 /// A ClusterIP Service `<stack>-<part>` with `ports` as

@@ -93,13 +93,13 @@ pub const RESYNC: Duration = Duration::from_secs(600);
 
 /// The first retry delay after a transient error; it doubles per failure.
 const RETRY_BASE: Duration = Duration::from_secs(2);
-/// The longest retry delay.
+/// The longest retry delay (the same cap as a failed stage's).
+#[cfg(test)]
 const RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// The delay before retry number `failures` (1 for the first failure).
 pub fn retry_delay(failures: u32) -> Duration {
-    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
-    RETRY_BASE.saturating_mul(factor).min(RETRY_MAX)
+    plan::retry_delay(RETRY_BASE, failures)
 }
 
 /// Checks the CRD is installed, then reconciles stacks until `shutdown`.

@@ -9,7 +9,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use super::observe::{JobState, JobView, Observed};
 use crate::{
     api::SigstoreStackSpec,
-    build::{Owner, stages::Stage, trillian},
+    build::{Owner, stages::Stage},
     conditions::{Desired, Status},
     names::{self, Log, TRILLIAN_LOG_SERVER},
     stage::{createcertchain, createcerts, createctconfig, rekorkey, secrets::Data},
@@ -328,11 +328,6 @@ fn last_line(message: &str) -> &str {
 /// The stages `spec` enables, with the stage decisions for each.
 pub fn enabled_stages(spec: &SigstoreStackSpec) -> Vec<Stage> {
     Stage::ALL.into_iter().filter(|s| s.enabled(spec)).collect()
-}
-
-/// The Trillian address every log uses, for status.
-pub fn trillian_address(owner: &Owner) -> String {
-    trillian::address(owner)
 }
 
 #[cfg(test)]

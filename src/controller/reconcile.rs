@@ -6,7 +6,7 @@ use k8s_openapi::{
     NamespaceResourceScope,
     api::{
         batch::v1::Job,
-        core::v1::{ConfigMap, PersistentVolumeClaim, Secret},
+        core::v1::{ConfigMap, PersistentVolumeClaim, PodTemplateSpec, Secret},
     },
     jiff::Timestamp,
 };
@@ -31,12 +31,7 @@ use super::{
 use crate::{
     Error, FIELD_MANAGER, Result,
     api::{SigstoreStack, SigstoreStackStatus},
-    build::{
-        self, Inputs, Object, Owner, Placeholder,
-        meta::HASH_ANNOTATION,
-        stages::{self, Stage},
-        trillian,
-    },
+    build::{self, Inputs, Object, Owner, Placeholder, meta::HASH_ANNOTATION, stages, trillian},
     conditions, keys,
     names::TRILLIAN_DB,
     validate::validate_stack,
@@ -161,16 +156,6 @@ fn ctlog_roots(owner: &Owner, observed: &observe::Observed) -> Vec<String> {
     roots.into_iter().map(|(_, k)| k).collect()
 }
 
-/// The component label of a stage's outputs.
-fn component(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Certs => "fulcio",
-        Stage::RekorKey | Stage::RekorTree => "rekor",
-        Stage::CtlogTree | Stage::CtConfig => "ctlog",
-        Stage::TsaChain => "tsa",
-    }
-}
-
 /// Creates each missing stage output empty (and the embedded database's
 /// credentials once). Existing objects are never touched.
 async fn create_placeholders(
@@ -183,7 +168,7 @@ async fn create_placeholders(
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     for stage in plan::enabled_stages(spec) {
         for output in stage.outputs(&owner.name) {
-            let meta = |name: &str| owner.meta(name.to_owned(), component(stage));
+            let meta = |name: &str| owner.meta(name.to_owned(), stage.component());
             let created = match &output {
                 Placeholder::ConfigMap(name) if !observed.config_maps.contains_key(name) => {
                     let cm = ConfigMap {
@@ -301,7 +286,8 @@ fn plan_stages(
     plan::enabled_stages(&stack.spec)
         .into_iter()
         .map(|stage| {
-            let hash = job_hash(owner, stack, stage, ctx);
+            let template = stages::template(owner, &stack.spec, stage, &ctx.options.jobs);
+            let hash = job_hash(&template, stack);
             let jobs: Vec<&observe::JobView> =
                 observed.jobs.iter().filter(|j| j.stage == stage).collect();
             plan::plan(
@@ -320,8 +306,7 @@ fn plan_stages(
 /// Names a stage's Jobs: the Pod template and the stack's generation, so a
 /// spec change (which may be the fix a failing stage needs) starts again
 /// from attempt 1, at once.
-fn job_hash(owner: &Owner, stack: &SigstoreStack, stage: Stage, ctx: &Context) -> String {
-    let template = stages::template(owner, &stack.spec, stage, &ctx.options.jobs);
+fn job_hash(template: &PodTemplateSpec, stack: &SigstoreStack) -> String {
     build::content_hash(&(template, stack.metadata.generation))
 }
 
@@ -343,7 +328,7 @@ async fn run_plans(
         }
         if let Some(attempt) = p.create {
             let template = stages::template(owner, &stack.spec, p.stage, &ctx.options.jobs);
-            let hash = job_hash(owner, stack, p.stage, ctx);
+            let hash = job_hash(&template, stack);
             let job = stages::job(owner, p.stage, template, &hash, attempt, &ctx.options.jobs);
             if create_new(&jobs, &job).await? {
                 tracing::info!(job = %job.name_any(), stage = p.stage.id(), attempt, "started a stage Job");

@@ -5,12 +5,7 @@
 //! ServiceAccount as its identity, then records the outcome in the Pod's
 //! and the Job's status as the kubelet and the Job controller would.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    path::PathBuf,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
 use k8s_openapi::{
     api::{
@@ -48,30 +43,9 @@ impl Default for RunnerOptions {
     }
 }
 
-/// What the runner did with one Job.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Still running.
-    Running,
-    /// Complete after this many Pods.
-    Succeeded(u32),
-    /// Failed after this many Pods.
-    Failed(u32),
-    /// The Job was deleted while it ran.
-    Deleted,
-}
-
-#[derive(Default)]
-struct Shared {
-    started: Vec<String>,
-    outcomes: BTreeMap<String, Outcome>,
-    seen: BTreeSet<String>,
-}
-
 /// A running Job runner for one namespace; stops (killing its processes)
 /// when dropped.
 pub struct JobRunner {
-    shared: Arc<Mutex<Shared>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -79,26 +53,24 @@ impl JobRunner {
     /// Starts running the Jobs of `namespace`.
     pub async fn start(cp: &'static ControlPlane, namespace: &str, options: RunnerOptions) -> Self {
         let client = cp.client().await;
-        let shared = Arc::new(Mutex::new(Shared::default()));
-        let state = shared.clone();
         let ns = namespace.to_owned();
         let task = tokio::spawn(async move {
             let mut tasks = tokio::task::JoinSet::new();
+            // Jobs taken on, by UID: each is run by one task only.
+            let mut seen = BTreeSet::new();
             loop {
                 let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
                 if let Ok(list) = jobs.list(&ListParams::default()).await {
                     for job in list.items {
                         let uid = job.uid().unwrap_or_default();
-                        if finished(&job) || !state.lock().unwrap().seen.insert(uid) {
+                        if finished(&job) || !seen.insert(uid) {
                             continue;
                         }
-                        state.lock().unwrap().started.push(job.name_any());
                         let run = Run {
                             cp,
                             client: client.clone(),
                             ns: ns.clone(),
                             options: options.clone(),
-                            shared: state.clone(),
                         };
                         tasks.spawn(async move { run.job(job).await });
                     }
@@ -106,17 +78,7 @@ impl JobRunner {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         });
-        Self { shared, task }
-    }
-
-    /// The Jobs run so far, in the order they started.
-    pub fn started(&self) -> Vec<String> {
-        self.shared.lock().unwrap().started.clone()
-    }
-
-    /// What became of each Job.
-    pub fn outcomes(&self) -> BTreeMap<String, Outcome> {
-        self.shared.lock().unwrap().outcomes.clone()
+        Self { task }
     }
 }
 
@@ -149,7 +111,6 @@ struct Run {
     client: Client,
     ns: String,
     options: RunnerOptions,
-    shared: Arc<Mutex<Shared>>,
 }
 
 /// How one Pod ended.
@@ -160,17 +121,8 @@ struct Exit {
 }
 
 impl Run {
-    fn record(&self, job: &str, outcome: Outcome) {
-        self.shared
-            .lock()
-            .unwrap()
-            .outcomes
-            .insert(job.to_owned(), outcome);
-    }
-
     async fn job(self, job: Job) {
         let name = job.name_any();
-        self.record(&name, Outcome::Running);
         let jobs: Api<Job> = Api::namespaced(self.client.clone(), &self.ns);
         let spec = job.spec.clone().unwrap_or_default();
         let backoff_limit = spec.backoff_limit.unwrap_or(6).max(0) as u32;
@@ -186,15 +138,11 @@ impl Run {
                 .await
                 .is_err()
             {
-                self.record(&name, Outcome::Deleted);
                 return;
             }
-            let exit = match self.pod(&job, deadline).await {
-                Some(exit) => exit,
-                None => {
-                    self.record(&name, Outcome::Deleted);
-                    return;
-                }
+            // None: the Job went away meanwhile.
+            let Some(exit) = self.pod(&job, deadline).await else {
+                return;
             };
             if exit.success {
                 let t = now();
@@ -211,7 +159,6 @@ impl Run {
                     ],
                 }});
                 self.finish(&jobs, &name, &body).await;
-                self.record(&name, Outcome::Succeeded(failed + 1));
                 return;
             }
             failed += 1;
@@ -239,10 +186,8 @@ impl Run {
                     ],
                 }});
                 self.finish(&jobs, &name, &body).await;
-                self.record(&name, Outcome::Failed(failed));
                 return;
             }
-            let _ = exit.code;
             tokio::time::sleep(self.options.pod_retry_delay).await;
         }
     }
