@@ -36,7 +36,7 @@ fn main() {
     let inputs = Inputs {
         owner: owner.clone(),
         spec: &spec,
-        images: Images::for_spec(&spec),
+        images: Images::for_spec(&spec, "sigstore-operator:dev"),
         cluster_issuer: Some("https://kubernetes.default.svc.cluster.local"),
         ctlog_roots: vec!["fulcio-0".into()],
         trust_root: None,
@@ -60,8 +60,7 @@ fn main() {
                 let hash = build::content_hash(&t);
                 plan::plan(
                     s,
-                    plan::done(s, &owner, &observed),
-                    plan::waiting_for(s, &owner, &observed),
+                    plan::state(s, &owner, &spec, &observed),
                     &[],
                     &hash,
                     Timestamp::now(),

@@ -32,6 +32,19 @@ pub enum Command {
     /// Run one bootstrap stage, as the operator's Jobs do.
     #[command(subcommand)]
     Stage(StageCommand),
+    /// Serve a TUF repository from a mounted repository ConfigMap.
+    ServeTuf(ServeTufArgs),
+}
+
+/// Flags of `serve-tuf`.
+#[derive(Debug, clap::Args)]
+pub struct ServeTufArgs {
+    /// Where the repository ConfigMap is mounted.
+    #[arg(long, default_value = "/var/run/tuf")]
+    pub dir: std::path::PathBuf,
+    /// Address to serve on.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "HTTP_ADDR")]
+    pub http_addr: SocketAddr,
 }
 
 /// Flags of `run`.
@@ -75,6 +88,28 @@ pub enum StageCommand {
     Createctconfig(CreateCtConfigArgs),
     /// Create the timestamp authority's key and certificate chain once.
     Createcertchain(StageArgs),
+    /// Create the TUF role keys once and sign the TUF repository (again
+    /// when its inputs change or a role comes due).
+    Createtuf(CreateTufArgs),
+}
+
+/// Flags of `stage createtuf`: each role's metadata lifetime.
+#[derive(Debug, clap::Args)]
+pub struct CreateTufArgs {
+    #[command(flatten)]
+    pub common: StageArgs,
+    /// Lifetime of root.json.
+    #[arg(long, default_value = "87600h")]
+    pub root_expiry: Duration,
+    /// Lifetime of targets.json.
+    #[arg(long, default_value = "87600h")]
+    pub targets_expiry: Duration,
+    /// Lifetime of snapshot.json.
+    #[arg(long, default_value = "8760h")]
+    pub snapshot_expiry: Duration,
+    /// Lifetime of timestamp.json.
+    #[arg(long, default_value = "8760h")]
+    pub timestamp_expiry: Duration,
 }
 
 /// Flags of `stage createcerts`.

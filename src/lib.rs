@@ -21,9 +21,18 @@ pub mod stage;
 pub mod telemetry;
 pub mod trillian;
 pub mod trust_root;
+pub mod tuf;
 pub mod validate;
 
 pub use error::{Error, Result};
+
+/// Selects rustls's crypto provider for the process (ring, as kube's TLS
+/// is built with). Two providers are compiled in (tough brings aws-lc-rs),
+/// so rustls cannot pick one itself. Call before the first TLS client.
+pub fn install_crypto_provider() {
+    // An error means one is installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// The field manager for every server-side apply this operator makes, so
 /// ownership of fields stays stable across restarts and versions.

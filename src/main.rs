@@ -9,19 +9,25 @@ use sigstore_operator::{
     controller, crd, health,
     metrics::Metrics,
     shutdown,
-    stage::{StageContext, createcertchain, createcerts, createctconfig, createtree, rekorkey},
-    telemetry,
+    stage::{
+        StageContext, createcertchain, createcerts, createctconfig, createtree, createtuf, rekorkey,
+    },
+    telemetry, tuf,
 };
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    sigstore_operator::install_crypto_provider();
     telemetry::init(cli.log_format, "info,kube=warn,tower=warn,hyper=warn");
     let is_stage = matches!(cli.command, Command::Stage(_));
     let result = match cli.command {
         Command::Run(args) => run(args).await,
         Command::Crd => print_crd(),
         Command::Stage(stage) => run_stage(stage).await,
+        Command::ServeTuf(args) => {
+            tuf::serve::serve(args.dir, args.http_addr, shutdown::on_signal()).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,6 +92,15 @@ async fn run_stage(stage: StageCommand) -> Result<()> {
                 keys_dir: args.keys_dir,
             };
             createctconfig::run(&context(args.common), &stage_args).await?;
+        }
+        StageCommand::Createtuf(args) => {
+            let expiry = tuf::Expiry {
+                root: args.root_expiry.as_std(),
+                targets: args.targets_expiry.as_std(),
+                snapshot: args.snapshot_expiry.as_std(),
+                timestamp: args.timestamp_expiry.as_std(),
+            };
+            createtuf::run(&context(args.common), &expiry).await?;
         }
     }
     Ok(())

@@ -70,6 +70,17 @@ pub fn tsa_public(stack: &str) -> String {
     format!("{stack}-tsa-pub")
 }
 
+/// The TUF role keys: keys `root`, `targets`, `snapshot`, `timestamp`.
+pub fn tuf_keys(stack: &str) -> String {
+    format!("{stack}-tuf-keys")
+}
+
+/// The TUF repository's files, served by the TUF workload; key
+/// `root.json` is the root clients start from.
+pub fn tuf_repository(stack: &str) -> String {
+    format!("{stack}-tuf-repository")
+}
+
 /// A workload part: Deployment, Service and (where it has one) its
 /// ServiceAccount share the name `<stack>-<part>`.
 pub fn part(stack: &str, part: &str) -> String {
@@ -97,6 +108,8 @@ pub const TSA: &str = "tsa";
 /// The published trust root ConfigMap (`trusted_root.json`,
 /// `signing_config.json`).
 pub const TRUST_ROOT: &str = "trust-root";
+/// The TUF repository server.
+pub const TUF: &str = "tuf";
 /// Fulcio's config ConfigMap (key `config.yaml`).
 pub const FULCIO_CONFIG: &str = "fulcio-config";
 /// The ServiceAccount, Role and RoleBinding the stage Jobs run as.

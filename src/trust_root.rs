@@ -54,6 +54,11 @@ pub enum TrustRootError {
     },
 }
 
+/// Whether any enabled component of `spec` belongs in a trust root.
+pub fn wanted(spec: &crate::api::SigstoreStackSpec) -> bool {
+    spec.fulcio.enabled || spec.rekor.enabled || spec.ctlog.enabled || spec.tsa.enabled
+}
+
 /// The stack's current public material and where its services are.
 #[derive(Clone, Debug, Default)]
 pub struct Material {
@@ -345,7 +350,7 @@ pub fn signing_config(root: &TrustedRoot, oidc_issuer: Option<&str>) -> SigningC
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{
         api::KeyAlgorithm,
@@ -357,7 +362,7 @@ mod tests {
         Timestamp::from_second(secs).unwrap()
     }
 
-    fn material() -> Material {
+    pub(crate) fn material() -> Material {
         let ca = createcerts::generate(
             &createcerts::CaSpec {
                 common_name: "CA".into(),

@@ -45,7 +45,8 @@ struct Env {
     ns: TestNamespace,
     user: String,
     op: Option<Operator>,
-    _runner: JobRunner,
+    runner: Option<JobRunner>,
+    rewrites: Vec<(String, String)>,
     kubelet: Kubelet,
 }
 
@@ -58,7 +59,7 @@ impl Env {
         let ns = TestNamespace::new(&client, test).await;
         let user = format!("operator-{}", ns.name);
         bind_operator_role(&client, &user).await;
-        let rewrites = stacks
+        let rewrites: Vec<(String, String)> = stacks
             .iter()
             .map(|s| {
                 (
@@ -71,7 +72,7 @@ impl Env {
             cp,
             &ns.name,
             RunnerOptions {
-                rewrites,
+                rewrites: rewrites.clone(),
                 ..RunnerOptions::default()
             },
         )
@@ -83,7 +84,8 @@ impl Env {
             ns,
             user,
             op: None,
-            _runner: runner,
+            runner: Some(runner),
+            rewrites,
             kubelet,
         };
         env.start_operator("operator");
@@ -91,8 +93,34 @@ impl Env {
     }
 
     fn start_operator(&mut self, log: &str) {
+        self.start_operator_with_env(log, &[]);
+    }
+
+    /// Stops the operator and the Job runner, and starts both again with
+    /// their clocks `offset` ahead (libfaketime), as if that much time had
+    /// passed.
+    async fn restart_later(&mut self, log: &str, offset: &str) {
+        drop(self.op.take());
+        drop(self.runner.take());
+        let env = support::tuf::faketime_env(offset);
+        self.runner = Some(
+            JobRunner::start(
+                self.cp,
+                &self.ns.name,
+                RunnerOptions {
+                    rewrites: self.rewrites.clone(),
+                    env: env.clone(),
+                    ..RunnerOptions::default()
+                },
+            )
+            .await,
+        );
+        self.start_operator_with_env(log, &env);
+    }
+
+    fn start_operator_with_env(&mut self, log: &str, env: &[(String, String)]) {
         let kubeconfig = self.cp.kubeconfig_for(&self.user, &[]);
-        self.op = Some(Operator::start(
+        self.op = Some(Operator::start_with_env(
             &kubeconfig,
             support::logs_dir(),
             &format!("{}-{log}", self.ns.name),
@@ -108,6 +136,7 @@ impl Env {
                 "--stage-retry-base",
                 "2s",
             ],
+            env,
         ));
     }
 
@@ -777,7 +806,11 @@ async fn two_stacks_share_a_namespace() {
         .collect();
     assert_eq!(b_before, b_after, "b untouched");
     let b_deployments = env.owned::<Deployment>("b").await;
-    assert_eq!(b_deployments.len(), 8);
+    assert_eq!(
+        b_deployments.len(),
+        9,
+        "Trillian (3), Rekor (2), CT log, Fulcio, TSA, TUF"
+    );
     // The user's Secret: same version after use, and kept after b goes.
     env.stacks()
         .delete("b", &DeleteParams::background())
@@ -800,4 +833,103 @@ fn runner_follows_kubernetes_rules() {
     assert_eq!(expand("$(A)-$(B)-$$(A)-$", &env), "x-$(B)-$(A)-$");
     assert_eq!(tail(&"l\n".repeat(100)).lines().count(), 80);
     assert!(tail(&"x".repeat(5000)).len() <= 2048);
+}
+
+/// The TUF repository: built once the trust root is published, served by
+/// the TUF workload, and re-signed by the operator before it expires. With
+/// the operator's and the stages' clocks moved past the timestamp's re-sign
+/// time, a new timestamp follows; python-tuf, with its clock past the first
+/// timestamp's expiry, refuses the old repository and accepts the new one.
+/// root.json and the role keys stay through the restart.
+#[tokio::test]
+async fn tuf_repository_is_re_signed_before_it_expires() {
+    let mut env = Env::start("tuf", &["demo"], &trillian().address).await;
+    env.kubelet.allow_all();
+    // The shortest lifetimes the API accepts, so the clock moves by minutes.
+    env.create_stack(
+        "demo",
+        json!({"tuf": {"expiry": {"timestamp": "1h", "snapshot": "2h"}}}),
+    )
+    .await;
+    let ready = env.condition_until("demo", READY, "True").await;
+    let tuf = ready.tuf.clone().expect("tuf in status");
+    assert_eq!(
+        tuf.url.as_deref(),
+        Some(format!("http://demo-tuf.{}.svc", env.ns.name).as_str())
+    );
+    let reference = tuf.root.expect("root.json referenced from status");
+    let repo = |env: &Env| {
+        let api = env.api::<ConfigMap>();
+        async move { api.get("demo-tuf-repository").await.unwrap() }
+    };
+    let first = repo(&env).await;
+    let files_v1 = first.data.clone().unwrap();
+    let root_json = support::logs_dir().join(format!("{}-root.json", env.ns.name));
+    std::fs::write(&root_json, &files_v1[&reference.key]).unwrap();
+    let version = |files: &BTreeMap<String, String>| {
+        let ts: Value = serde_json::from_str(&files["timestamp.json"]).unwrap();
+        ts["signed"]["version"].as_u64().unwrap()
+    };
+    assert_eq!(version(&files_v1), 1);
+    let keys_version = env
+        .api::<Secret>()
+        .get("demo-tuf-keys")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+
+    let served = support::tuf::Served::start(&env.ns.name, &files_v1);
+    let trust = env.api::<ConfigMap>().get("demo-trust-root").await.unwrap();
+    let published = &trust.data.unwrap()["trusted_root.json"];
+    let fetched = support::tuf::fetch(&served.url, &root_json, "trusted_root.json", None)
+        .expect("python-tuf reads the repository");
+    assert_eq!(
+        &fetched, published,
+        "the TUF target is the published trust root"
+    );
+    let refused = support::tuf::fetch(&served.url, &root_json, "trusted_root.json", Some("+70m"))
+        .expect_err("70 minutes on, the first timestamp has expired");
+    assert!(refused.contains("xpired"), "{refused}");
+
+    // 40 minutes on (past half the timestamp's hour), the operator runs
+    // the stage again and a new timestamp is signed.
+    env.restart_later("operator-later", "+40m").await;
+    let files_v2 = eventually("a re-signed timestamp", WAIT, || async {
+        let files = repo(&env).await.data.unwrap();
+        (version(&files) > 1).then_some(files)
+    })
+    .await;
+    assert_eq!(
+        files_v2["root.json"], files_v1["root.json"],
+        "root.json stays"
+    );
+    assert_eq!(
+        files_v2
+            .keys()
+            .filter(|k| k.ends_with(".targets.json"))
+            .count(),
+        1,
+        "nothing new to list: targets were not signed again"
+    );
+    served.update(&files_v2);
+    let fetched = support::tuf::fetch(&served.url, &root_json, "trusted_root.json", Some("+70m"))
+        .unwrap_or_else(|e| {
+            panic!("python-tuf, 70 minutes on, refused the re-signed repository: {e}")
+        });
+    assert_eq!(&fetched, published);
+    let status = env
+        .condition_until("demo", "TUFRepositoryCreated", "True")
+        .await;
+    assert_eq!(status.phase, Some(Phase::Ready));
+    assert_eq!(
+        env.api::<Secret>()
+            .get("demo-tuf-keys")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        keys_version,
+        "the role keys were never rewritten"
+    );
 }

@@ -627,6 +627,35 @@ async fn stages_feed_the_real_servers() {
         "the TSA's timestamp: {bundle}"
     );
 
+    // The TUF repository built from that trust root: cosign bootstraps
+    // from its root.json and mirror, then verifies with nothing else;
+    // python-tuf, the reference client, reads the same targets.
+    let repo_v1 = publish_and_sign(cp, &client, &ns.name, &root_v1, &cosign.issuer).await;
+    let tuf = support::tuf::Served::start(&ns.name, &repo_v1);
+    let root_json = cosign.work.join("root.json");
+    std::fs::write(&root_json, &repo_v1["root.json"]).unwrap();
+    cosign.initialize(&tuf.url, &root_json);
+    let (ok, log) = cosign.verify_with_tuf(&first);
+    assert!(
+        ok,
+        "cosign verify-blob with the TUF trust root failed:\n{log}"
+    );
+    let (ok, _) = cosign.verify_with_tuf(&changed);
+    assert!(!ok, "a changed blob must not verify through TUF either");
+    let fetched = |target: &str| {
+        support::tuf::fetch(&tuf.url, &root_json, target, None)
+            .unwrap_or_else(|e| panic!("python-tuf refused {target}: {e}"))
+    };
+    assert_eq!(
+        fetched("trusted_root.json"),
+        serde_json::to_string_pretty(&root_v1).unwrap()
+    );
+    assert_eq!(fetched("rekor.pub").trim(), text(&signer, "public").trim());
+    assert_eq!(
+        ders(&fetched("tsa_leaf.crt.pem")),
+        ders(&text(&tsa, "cert-chain"))[..1].to_vec()
+    );
+
     // Fulcio's CA is replaced. The CT log trusts both roots; the next trust
     // root ends the old CA's entry and adds the new one, so the signature
     // made before still verifies and a new one verifies too.
@@ -681,6 +710,38 @@ async fn stages_feed_the_real_servers() {
     }
     let (ok, _) = cosign.verify(&root_v1_file, &second);
     assert!(!ok, "the old trust root does not know the new CA");
+
+    // The TUF repository follows: new targets, the same root.json; cosign,
+    // refreshed, verifies both signatures through it.
+    let repo_v2 = publish_and_sign(cp, &client, &ns.name, &root_v2, &cosign.issuer).await;
+    assert_eq!(
+        repo_v2["root.json"], repo_v1["root.json"],
+        "root.json never changes"
+    );
+    assert!(
+        repo_v2.contains_key("2.targets.json"),
+        "targets signed again"
+    );
+    tuf.update(&repo_v2);
+    cosign.initialize(&tuf.url, &root_json);
+    for (what, signed) in [("the new", &second), ("the old", &first)] {
+        let (ok, log) = cosign.verify_with_tuf(signed);
+        assert!(
+            ok,
+            "{what} signature must verify through TUF after the rotation:\n{log}"
+        );
+    }
+    assert!(
+        fetched("fulcio_v2.crt.pem").contains("BEGIN CERTIFICATE"),
+        "the new CA is a target too"
+    );
+    let tuf_versions = resource_versions(&client, &ns.name).await;
+    stage(&cp.kubeconfig, &createtuf(&ns.name));
+    assert_eq!(
+        resource_versions(&client, &ns.name).await,
+        tuf_versions,
+        "a createtuf re-run with nothing due writes nothing"
+    );
 
     // Every stage run again: not a byte changes (since the rotation).
     let before = versions(&client, &ns.name, "demo").await;
@@ -1234,6 +1295,30 @@ impl Cosign {
         (blob, bundle)
     }
 
+    /// `initialize` from the TUF mirror `url`, trusting `root` (root.json).
+    fn initialize(&self, url: &str, root: &std::path::Path) {
+        let (ok, log) = self.run(vec![
+            "initialize".into(),
+            format!("--mirror={url}"),
+            format!("--root={}", root.display()),
+        ]);
+        assert!(ok, "cosign initialize failed:\n{log}");
+    }
+
+    /// `verify-blob` with the trust root cosign got from TUF.
+    fn verify_with_tuf(
+        &self,
+        (blob, bundle): &(std::path::PathBuf, std::path::PathBuf),
+    ) -> (bool, String) {
+        self.run(vec![
+            "verify-blob".into(),
+            format!("--bundle={}", bundle.display()),
+            format!("--certificate-identity={}", self.identity),
+            format!("--certificate-oidc-issuer={}", self.issuer),
+            blob.display().to_string(),
+        ])
+    }
+
     /// `verify-blob` with only the trust root `root` and the identity.
     fn verify(
         &self,
@@ -1249,6 +1334,59 @@ impl Cosign {
             blob.display().to_string(),
         ])
     }
+}
+
+fn createtuf(ns: &str) -> Vec<&str> {
+    vec![
+        "stage",
+        "createtuf",
+        "--stack",
+        "demo",
+        "--namespace",
+        ns,
+        "--timeout",
+        "60s",
+    ]
+}
+
+/// Publishes `root` as the operator does (ConfigMap `demo-trust-root`),
+/// runs createtuf, and returns the repository ConfigMap's files.
+async fn publish_and_sign(
+    cp: &support::ControlPlane,
+    client: &kube::Client,
+    ns: &str,
+    root: &sigstore_protobuf_specs::dev::sigstore::trustroot::v1::TrustedRoot,
+    issuer: &str,
+) -> BTreeMap<String, String> {
+    let config = sigstore_operator::trust_root::signing_config(root, Some(issuer));
+    let cm = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "demo-trust-root"},
+        "data": {
+            "trusted_root.json": serde_json::to_string_pretty(root).unwrap(),
+            "signing_config.json": serde_json::to_string_pretty(&config).unwrap(),
+        },
+    });
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    cms.patch(
+        "demo-trust-root",
+        &kube::api::PatchParams::apply("test").force(),
+        &kube::api::Patch::Apply(&cm),
+    )
+    .await
+    .unwrap();
+    stage(&cp.kubeconfig, &createtuf(ns));
+    cms.get("demo-tuf-repository").await.unwrap().data.unwrap()
+}
+
+/// Resource versions of the TUF repository and its key Secret.
+async fn resource_versions(client: &kube::Client, ns: &str) -> (Option<String>, Option<String>) {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get("demo-tuf-repository")
+        .await
+        .unwrap();
+    let keys = secret(client, ns, "demo-tuf-keys").await;
+    (cm.metadata.resource_version, keys.metadata.resource_version)
 }
 
 /// The TSA key opens with its password and matches the chain's leaf.

@@ -43,11 +43,13 @@ pub struct Images {
     pub fulcio: String,
     /// timestamp-server.
     pub tsa: String,
+    /// The TUF server: the operator's own image unless overridden.
+    pub tuf: String,
 }
 
 impl Images {
     /// The table's images with `spec`'s overrides applied.
-    pub fn for_spec(spec: &SigstoreStackSpec) -> Self {
+    pub fn for_spec(spec: &SigstoreStackSpec, operator_image: &str) -> Self {
         let pick = |o: &Option<String>, default: &str| o.clone().unwrap_or_else(|| default.into());
         Self {
             database: pick(&spec.trillian.database.image, MARIADB),
@@ -58,6 +60,7 @@ impl Images {
             ctlog: pick(&spec.ctlog.image, CTLOG),
             fulcio: pick(&spec.fulcio.image, FULCIO),
             tsa: pick(&spec.tsa.image, TSA),
+            tuf: pick(&spec.tuf.image, operator_image),
         }
     }
 }
@@ -88,7 +91,7 @@ mod tests {
     fn spec_overrides_win() {
         let mut spec = SigstoreStackSpec::default();
         spec.fulcio.image = Some("example.com/fulcio:dev".into());
-        let images = Images::for_spec(&spec);
+        let images = Images::for_spec(&spec, "op");
         assert_eq!(images.fulcio, "example.com/fulcio:dev");
         assert_eq!(images.rekor, REKOR);
     }

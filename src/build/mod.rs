@@ -11,6 +11,7 @@ pub mod rekor;
 pub mod stages;
 pub mod trillian;
 pub mod tsa;
+pub mod tuf;
 mod workload;
 
 use k8s_openapi::api::{
@@ -24,6 +25,7 @@ use sha2::{Digest, Sha256};
 use crate::api::SigstoreStackSpec;
 pub use images::Images;
 pub use meta::Owner;
+use stages::Stage;
 
 /// What the build step reads.
 #[derive(Clone, Debug)]
@@ -123,6 +125,9 @@ pub fn objects(inputs: &Inputs<'_>) -> Result<Vec<Object>, serde_yaml::Error> {
     if spec.tsa.enabled {
         out.extend(tsa::objects(inputs));
     }
+    if Stage::Tuf.enabled(spec) {
+        out.extend(tuf::objects(inputs));
+    }
     if let Some((trusted_root, signing_config)) = &inputs.trust_root {
         let owner = &inputs.owner;
         out.push(Object::ConfigMap(ConfigMap {
@@ -168,7 +173,7 @@ pub(crate) mod tests {
         Inputs {
             owner: owner(),
             spec,
-            images: Images::for_spec(spec),
+            images: Images::for_spec(spec, "sigstore-operator:dev"),
             cluster_issuer: Some("https://kubernetes.default.svc.cluster.local"),
             ctlog_roots: vec!["fulcio-0".into()],
             trust_root: None,
@@ -194,7 +199,8 @@ pub(crate) mod tests {
                 "demo-rekor",
                 "demo-ctlog",
                 "demo-fulcio",
-                "demo-tsa"
+                "demo-tsa",
+                "demo-tuf"
             ]
         );
         for o in &objects {

@@ -38,6 +38,14 @@ pub fn objects(owner: &Owner, spec: &SigstoreStackSpec) -> Vec<Object> {
     if !secrets.is_empty() {
         rules.push(rule("secrets", &["get", "update", "patch"], secrets));
     }
+    if Stage::Tuf.enabled(spec) {
+        // createtuf reads the trust root the operator publishes.
+        rules.push(rule(
+            "configmaps",
+            &["get"],
+            vec![owner.name_of(crate::names::TRUST_ROOT)],
+        ));
+    }
     if spec.fulcio.enabled
         && let Some(user) = &spec.fulcio.ca.existing_secret
     {
@@ -94,12 +102,23 @@ mod tests {
         }
         assert_eq!(
             rules[0].resource_names.as_ref().unwrap(),
-            &["demo-rekor-config", "demo-ctlog-config"]
+            &[
+                "demo-rekor-config",
+                "demo-ctlog-config",
+                "demo-tuf-repository"
+            ]
         );
+        // createtuf reads the published trust root, and nothing else.
         assert_eq!(rules[2].verbs, ["get"]);
-        assert_eq!(rules[2].resource_names.as_ref().unwrap(), &["my-ca"]);
+        assert_eq!(
+            rules[2].resource_names.as_ref().unwrap(),
+            &["demo-trust-root"]
+        );
+        assert_eq!(rules[3].verbs, ["get"]);
+        assert_eq!(rules[3].resource_names.as_ref().unwrap(), &["my-ca"]);
         let secrets = rules[1].resource_names.as_ref().unwrap();
         assert!(secrets.contains(&"demo-fulcio-ca".to_owned()));
+        assert!(secrets.contains(&"demo-tuf-keys".to_owned()));
         assert!(!secrets.contains(&"demo-trillian-db".to_owned()));
     }
 }

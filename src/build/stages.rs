@@ -38,17 +38,20 @@ pub enum Stage {
     CtConfig,
     /// The timestamp authority's key and chain.
     TsaChain,
+    /// The TUF repository (role keys once; metadata signed and re-signed).
+    Tuf,
 }
 
 impl Stage {
     /// Every stage, in the order they are reported.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Certs,
         Self::RekorKey,
         Self::RekorTree,
         Self::CtlogTree,
         Self::CtConfig,
         Self::TsaChain,
+        Self::Tuf,
     ];
 
     /// The short name in Job names and the stage label.
@@ -60,6 +63,7 @@ impl Stage {
             Self::CtlogTree => "ctlog-tree",
             Self::CtConfig => "ctconfig",
             Self::TsaChain => "tsa-chain",
+            Self::Tuf => "tuf",
         }
     }
 
@@ -72,6 +76,7 @@ impl Stage {
             Self::CtlogTree => "CTLogTreeCreated",
             Self::CtConfig => "CTConfigCreated",
             Self::TsaChain => "TSAChainCreated",
+            Self::Tuf => "TUFRepositoryCreated",
         }
     }
 
@@ -82,6 +87,7 @@ impl Stage {
             Self::RekorKey | Self::RekorTree => "rekor",
             Self::CtlogTree | Self::CtConfig => "ctlog",
             Self::TsaChain => "tsa",
+            Self::Tuf => "tuf",
         }
     }
 
@@ -92,6 +98,8 @@ impl Stage {
             Self::RekorKey | Self::RekorTree => spec.rekor.enabled,
             Self::CtlogTree | Self::CtConfig => spec.ctlog.enabled,
             Self::TsaChain => spec.tsa.enabled,
+            // A repository of nothing serves no one.
+            Self::Tuf => spec.tuf.enabled && crate::trust_root::wanted(spec),
         }
     }
 
@@ -117,6 +125,10 @@ impl Stage {
                 Secret(names::tsa_secret(stack)),
                 Secret(names::tsa_public(stack)),
             ],
+            Self::Tuf => vec![
+                Secret(names::tuf_keys(stack)),
+                ConfigMap(names::tuf_repository(stack)),
+            ],
         }
     }
 
@@ -136,6 +148,16 @@ impl Stage {
             Self::CtlogTree => tree("ctlog"),
             Self::RekorKey => vec!["rekorkey".into()],
             Self::TsaChain => vec!["createcertchain".into()],
+            Self::Tuf => {
+                let e = &spec.tuf.expiry;
+                vec![
+                    "createtuf".into(),
+                    format!("--root-expiry={}", e.root),
+                    format!("--targets-expiry={}", e.targets),
+                    format!("--snapshot-expiry={}", e.snapshot),
+                    format!("--timestamp-expiry={}", e.timestamp),
+                ]
+            }
             Self::Certs => {
                 let ca = &spec.fulcio.ca;
                 let mut a = vec![

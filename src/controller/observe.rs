@@ -216,6 +216,36 @@ fn pod_messages(pods: &[Pod]) -> BTreeMap<String, String> {
     latest.into_iter().map(|(k, (_, m))| (k, m)).collect()
 }
 
+/// The TUF repository ConfigMap, reduced to what decisions need (its
+/// files are not kept).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TufView {
+    /// Whether it holds a `root.json`.
+    pub has_root: bool,
+    /// The digest of the inputs it was built from.
+    pub inputs: Option<String>,
+    /// When its first role comes due for re-signing.
+    pub resign_at: Option<Timestamp>,
+}
+
+fn tuf_view(cm: &ConfigMap) -> TufView {
+    let annotation = |k: &str| {
+        cm.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(k))
+            .cloned()
+    };
+    TufView {
+        has_root: cm
+            .data
+            .as_ref()
+            .is_some_and(|d| d.contains_key(crate::tuf::ROOT_KEY)),
+        inputs: annotation(crate::tuf::INPUTS_ANNOTATION),
+        resign_at: annotation(crate::tuf::RESIGN_AT_ANNOTATION).and_then(|t| t.parse().ok()),
+    }
+}
+
 /// Everything a stack owns, reduced.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observed {
@@ -229,6 +259,8 @@ pub struct Observed {
     pub deployments: BTreeMap<String, Availability>,
     /// Stage Jobs.
     pub jobs: Vec<JobView>,
+    /// The TUF repository, once its ConfigMap exists.
+    pub tuf: Option<TufView>,
 }
 
 impl Observed {
@@ -289,7 +321,12 @@ pub async fn observe(client: &Client, namespace: &str, stack: &str) -> Result<Ob
 
     let config_maps: Vec<ConfigMap> = list(client, namespace, &selector).await?;
     record(&mut observed, "ConfigMap", &config_maps);
+    let repository = crate::names::tuf_repository(stack);
     for cm in &config_maps {
+        if cm.name_any() == repository {
+            observed.tuf = Some(tuf_view(cm));
+            continue;
+        }
         observed
             .config_maps
             .insert(cm.name_any(), cm.data.clone().unwrap_or_default());

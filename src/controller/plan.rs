@@ -7,12 +7,14 @@ use std::time::Duration;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::observe::{JobState, JobView, Observed};
+use super::trust::{SIGNING_CONFIG_KEY, TRUSTED_ROOT_KEY};
 use crate::{
     api::SigstoreStackSpec,
     build::{Owner, stages::Stage},
     conditions::{Desired, Status},
     names::{self, Log, TRILLIAN_LOG_SERVER},
     stage::{createcertchain, createcerts, createctconfig, rekorkey, secrets::Data},
+    tuf,
 };
 
 /// Reason: the stage's output exists.
@@ -26,10 +28,31 @@ pub const FAILED: &str = "Failed";
 
 /// Whether `stage`'s output is complete, with a sentence on what is there
 /// or missing.
-pub fn done(stage: Stage, owner: &Owner, observed: &Observed) -> (bool, String) {
+pub fn done(
+    stage: Stage,
+    owner: &Owner,
+    spec: &SigstoreStackSpec,
+    observed: &Observed,
+) -> (bool, String) {
     let stack = &owner.name;
     let secret = |name: &str| observed.secrets.get(name);
     match stage {
+        Stage::Tuf => {
+            let name = names::tuf_repository(stack);
+            let Some(repo) = observed.tuf.as_ref().filter(|r| r.has_root) else {
+                return (false, format!("ConfigMap {name} holds no repository yet"));
+            };
+            match tuf_inputs(owner, spec, observed) {
+                Some(digest) if repo.inputs.as_deref() == Some(digest.as_str()) => (
+                    true,
+                    format!("ConfigMap {name} holds the signed TUF repository"),
+                ),
+                _ => (
+                    false,
+                    format!("ConfigMap {name} does not list the current trust root yet"),
+                ),
+            }
+        }
         Stage::RekorTree | Stage::CtlogTree => {
             let log = if stage == Stage::RekorTree {
                 Log::Rekor
@@ -130,6 +153,29 @@ pub fn tree_id(observed: &Observed, config_map: &str) -> Option<i64> {
         .filter(|id| *id > 0)
 }
 
+/// The digest of the TUF repository's inputs as published now: the trust
+/// root ConfigMap and the spec's expiries.
+pub fn tuf_inputs(owner: &Owner, spec: &SigstoreStackSpec, observed: &Observed) -> Option<String> {
+    let trust = observed
+        .config_maps
+        .get(&owner.name_of(names::TRUST_ROOT))?;
+    let root = trust.get(TRUSTED_ROOT_KEY)?;
+    Some(tuf::inputs_digest(
+        root,
+        trust.get(SIGNING_CONFIG_KEY).map(String::as_str),
+        &tuf::Expiry::from(&spec.tuf.expiry),
+    ))
+}
+
+/// When a finished stage must run again although its output is complete:
+/// the TUF repository when its first role comes due for re-signing.
+pub fn refresh_at(stage: Stage, observed: &Observed) -> Option<Timestamp> {
+    match stage {
+        Stage::Tuf => observed.tuf.as_ref().and_then(|r| r.resign_at),
+        _ => None,
+    }
+}
+
 /// Fulcio's root certificate (the last of the public chain).
 pub fn fulcio_root(owner: &Owner, observed: &Observed) -> Option<String> {
     let chain = observed
@@ -141,8 +187,21 @@ pub fn fulcio_root(owner: &Owner, observed: &Observed) -> Option<String> {
 }
 
 /// What `stage` still waits for before it can start, if anything.
-pub fn waiting_for(stage: Stage, owner: &Owner, observed: &Observed) -> Option<String> {
+pub fn waiting_for(
+    stage: Stage,
+    owner: &Owner,
+    spec: &SigstoreStackSpec,
+    observed: &Observed,
+) -> Option<String> {
     match stage {
+        Stage::Tuf => {
+            let trust = owner.name_of(names::TRUST_ROOT);
+            let published = observed
+                .config_maps
+                .get(&trust)
+                .is_some_and(|d| d.contains_key(TRUSTED_ROOT_KEY));
+            (!published).then(|| format!("the trust root (ConfigMap {trust})"))
+        }
         Stage::Certs | Stage::RekorKey | Stage::TsaChain => None,
         Stage::RekorTree | Stage::CtlogTree => {
             let server = owner.name_of(TRILLIAN_LOG_SERVER);
@@ -151,14 +210,43 @@ pub fn waiting_for(stage: Stage, owner: &Owner, observed: &Observed) -> Option<S
         }
         Stage::CtConfig => {
             let mut missing = Vec::new();
-            if !done(Stage::CtlogTree, owner, observed).0 {
+            if !done(Stage::CtlogTree, owner, spec, observed).0 {
                 missing.push("the CT log's tree");
             }
-            if !done(Stage::Certs, owner, observed).0 {
+            if !done(Stage::Certs, owner, spec, observed).0 {
                 missing.push("Fulcio's CA");
             }
             (!missing.is_empty()).then(|| missing.join(" and "))
         }
+    }
+}
+
+/// Where a stage stands, from what exists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StageState {
+    /// Whether its output is complete.
+    pub done: bool,
+    /// What is there or missing.
+    pub detail: String,
+    /// When a complete output must be refreshed.
+    pub refresh: Option<Timestamp>,
+    /// What it still waits for.
+    pub waiting: Option<String>,
+}
+
+/// `stage`'s state in the stack `owner` with `spec`.
+pub fn state(
+    stage: Stage,
+    owner: &Owner,
+    spec: &SigstoreStackSpec,
+    observed: &Observed,
+) -> StageState {
+    let (done, detail) = done(stage, owner, spec, observed);
+    StageState {
+        done,
+        detail,
+        refresh: refresh_at(stage, observed),
+        waiting: waiting_for(stage, owner, spec, observed),
     }
 }
 
@@ -192,13 +280,18 @@ pub fn retry_delay(base: Duration, failures: u32) -> Duration {
 /// again from attempt 1.
 pub fn plan(
     stage: Stage,
-    (is_done, detail): (bool, String),
-    waiting: Option<String>,
+    state: StageState,
     jobs: &[&JobView],
     hash: &str,
     now: Timestamp,
     retry_base: Duration,
 ) -> StagePlan {
+    let StageState {
+        done: is_done,
+        detail,
+        refresh,
+        waiting,
+    } = state;
     let condition = |status, reason, message: String| Desired {
         type_: stage.condition(),
         status,
@@ -222,9 +315,12 @@ pub fn plan(
         requeue: None,
         failed: false,
     };
-    if is_done {
+    let refreshing = is_done && refresh.is_some_and(|at| now >= at);
+    if is_done && !refreshing {
         // Finished Jobs of an earlier spec stay for their logs; nothing
-        // runs again.
+        // runs again, until a refresh is due.
+        out.requeue =
+            refresh.map(|at| Duration::try_from(at.duration_since(now)).unwrap_or_default());
         return out;
     }
     if let Some(w) = waiting {
@@ -307,6 +403,15 @@ pub fn plan(
         },
     }
     out.delete = delete;
+    if refreshing {
+        // The output serves meanwhile: the condition stays True and says
+        // what runs (or failed).
+        out.condition = condition(
+            Status::True,
+            CREATED,
+            format!("{detail}; refreshing: {}", out.condition.message),
+        );
+    }
     out
 }
 
@@ -354,8 +459,12 @@ mod tests {
         let refs: Vec<&JobView> = jobs.iter().collect();
         plan(
             Stage::Certs,
-            (false, "missing".into()),
-            None,
+            StageState {
+                done: false,
+                detail: "missing".into(),
+                refresh: None,
+                waiting: None,
+            },
             &refs,
             "h",
             at(now),
@@ -428,8 +537,12 @@ mod tests {
         let j = job(1, "h", JobState::Succeeded);
         let p = plan(
             Stage::Certs,
-            (true, "there".into()),
-            None,
+            StageState {
+                done: true,
+                detail: "there".into(),
+                refresh: None,
+                waiting: None,
+            },
             &[&j],
             "h",
             at(0),
@@ -437,6 +550,45 @@ mod tests {
         );
         assert_eq!((p.create, p.condition.status), (None, Status::True));
         assert!(p.delete.is_empty());
+    }
+
+    #[test]
+    fn a_due_refresh_runs_again_and_stays_true() {
+        let j = job(1, "h", JobState::Succeeded);
+        let refresh = |refresh_at: i64, now: i64| {
+            plan(
+                Stage::Tuf,
+                StageState {
+                    done: true,
+                    detail: "signed".into(),
+                    refresh: Some(at(refresh_at)),
+                    waiting: None,
+                },
+                &[&j],
+                "h",
+                at(now),
+                Duration::from_secs(10),
+            )
+        };
+        let early = refresh(100, 40);
+        assert_eq!(early.create, None);
+        assert_eq!(
+            early.requeue,
+            Some(Duration::from_secs(60)),
+            "wakes when due"
+        );
+        let due = refresh(100, 100);
+        assert_eq!(due.create, Some(2));
+        assert_eq!(
+            due.condition.status,
+            Status::True,
+            "the repository still serves"
+        );
+        assert!(
+            due.condition.message.contains("refreshing"),
+            "{}",
+            due.condition.message
+        );
     }
 
     #[test]
@@ -460,7 +612,7 @@ mod tests {
         let o = owner();
         let mut observed = Observed::default();
         assert_eq!(
-            waiting_for(Stage::CtConfig, &o, &observed).as_deref(),
+            waiting_for(Stage::CtConfig, &o, &Default::default(), &observed).as_deref(),
             Some("the CT log's tree and Fulcio's CA")
         );
         observed.config_maps.insert(
@@ -483,7 +635,10 @@ mod tests {
         observed
             .secrets
             .insert("demo-fulcio-pub".into(), view(&["cert"], &[("cert", cert)]));
-        assert_eq!(waiting_for(Stage::CtConfig, &o, &observed), None);
+        assert_eq!(
+            waiting_for(Stage::CtConfig, &o, &Default::default(), &observed),
+            None
+        );
         let mut ct = view(
             &["private", "public", "config", "fulcio-0"],
             &[("fulcio-0", cert)],
@@ -493,10 +648,10 @@ mod tests {
         observed
             .secrets
             .insert("demo-ctlog-pub".into(), view(&["public"], &[]));
-        assert!(done(Stage::CtConfig, &o, &observed).0);
+        assert!(done(Stage::CtConfig, &o, &Default::default(), &observed).0);
         // A new tree (the old one lost) makes the config stale.
         ct.config_log_id = Some(7);
         observed.secrets.insert("demo-ctlog".into(), ct);
-        assert!(!done(Stage::CtConfig, &o, &observed).0);
+        assert!(!done(Stage::CtConfig, &o, &Default::default(), &observed).0);
     }
 }

@@ -101,14 +101,14 @@ async fn reconcile_inner(stack: &SigstoreStack, ctx: &Context) -> Result<Action>
         &owner,
         spec,
         &observed,
-        |stage| plan::done(stage, &owner, &observed).0,
+        |stage| plan::done(stage, &owner, spec, &observed).0,
         cluster_issuer.as_deref(),
         Timestamp::now(),
     );
     let inputs = Inputs {
         owner: owner.clone(),
         spec,
-        images: build::Images::for_spec(spec),
+        images: build::Images::for_spec(spec, &ctx.options.jobs.image),
         cluster_issuer: cluster_issuer.as_deref(),
         ctlog_roots: ctlog_roots(&owner, &observed),
         trust_root: trust
@@ -170,7 +170,9 @@ async fn create_placeholders(
         for output in stage.outputs(&owner.name) {
             let meta = |name: &str| owner.meta(name.to_owned(), stage.component());
             let created = match &output {
-                Placeholder::ConfigMap(name) if !observed.config_maps.contains_key(name) => {
+                Placeholder::ConfigMap(name)
+                    if observed.applied_hash("ConfigMap", name).is_none() =>
+                {
                     let cm = ConfigMap {
                         metadata: meta(name),
                         ..ConfigMap::default()
@@ -292,8 +294,7 @@ fn plan_stages(
                 observed.jobs.iter().filter(|j| j.stage == stage).collect();
             plan::plan(
                 stage,
-                plan::done(stage, owner, observed),
-                plan::waiting_for(stage, owner, observed),
+                plan::state(stage, owner, &stack.spec, observed),
                 &jobs,
                 &hash,
                 now,

@@ -11,7 +11,7 @@ use super::{
 use crate::{
     api::{
         ConfigMapKeyReference, FulcioStatus, LogStatus, Phase, SigstoreStack, SigstoreStackSpec,
-        SigstoreStackStatus, TrillianStatus, TsaStatus,
+        SigstoreStackStatus, TrillianStatus, TsaStatus, TufStatus,
     },
     build::{self, Owner, stages::Stage, trillian},
     conditions::{self, Desired, READY, Status},
@@ -27,8 +27,6 @@ pub const REASON_READY: &str = "Ready";
 pub const REASON_STAGE_FAILED: &str = "StageFailed";
 /// Reason of `Ready=False` when the spec cannot be acted on.
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
-/// Reason of a component condition that this version does not deploy.
-pub const REASON_NOT_IMPLEMENTED: &str = "NotImplemented";
 
 /// What the reconciler learned about a valid stack.
 pub struct Facts<'a> {
@@ -90,6 +88,9 @@ pub fn components(owner: &Owner, spec: &SigstoreStackSpec) -> Vec<(&'static str,
     }
     if spec.tsa.enabled {
         out.push(("TSAAvailable", vec![names::TSA]));
+    }
+    if Stage::Tuf.enabled(spec) {
+        out.push(("TUFAvailable", vec![names::TUF]));
     }
     out.into_iter()
         .map(|(c, parts)| (c, parts.into_iter().map(|p| owner.name_of(p)).collect()))
@@ -207,17 +208,6 @@ pub fn desired(
     };
     let mut all = vec![ready];
     all.append(&mut wanted);
-    // Honest about what this version does not deploy yet; not part of Ready.
-    for (enabled, type_, what) in [(spec.tuf.enabled, "TUFAvailable", "the TUF repository")] {
-        if enabled {
-            all.push(Desired {
-                type_,
-                status: Status::Unknown,
-                reason: REASON_NOT_IMPLEMENTED,
-                message: format!("This operator version does not deploy {what} yet."),
-            });
-        }
-    }
     SigstoreStackStatus {
         observed_generation: generation,
         phase: Some(phase),
@@ -253,7 +243,15 @@ pub fn desired(
                 .and_then(|s| s.public.get("cert-chain"))
                 .cloned(),
         }),
-        ..current.cloned().unwrap_or_default()
+        tuf: Stage::Tuf.enabled(spec).then(|| TufStatus {
+            url: Some(build::tuf::url(facts.owner)),
+            root: facts.observed.tuf.as_ref().filter(|t| t.has_root).map(|_| {
+                ConfigMapKeyReference {
+                    name: names::tuf_repository(&facts.owner.name),
+                    key: crate::tuf::ROOT_KEY.into(),
+                }
+            }),
+        }),
     }
 }
 
@@ -373,8 +371,7 @@ mod tests {
             .map(|s| {
                 plan::plan(
                     s,
-                    plan::done(s, &owner(), observed),
-                    plan::waiting_for(s, &owner(), observed),
+                    plan::state(s, &owner(), &stack.spec, observed),
                     &[],
                     "h",
                     Timestamp::from_second(0).unwrap(),
@@ -391,7 +388,7 @@ mod tests {
             &o,
             &stack.spec,
             observed,
-            |s| plan::done(s, &o, observed).0,
+            |s| plan::done(s, &o, &stack.spec, observed).0,
             Some("https://issuer"),
             Timestamp::from_second(100).unwrap(),
         );
@@ -426,8 +423,14 @@ mod tests {
             "{}",
             ready.message
         );
-        let tuf = conditions::find(&status.conditions, "TUFAvailable").unwrap();
-        assert_eq!(tuf.status, "Unknown");
+        assert!(
+            ready
+                .message
+                .contains("TUFRepositoryCreated (WaitingForInputs)"),
+            "{}",
+            ready.message
+        );
+        assert!(ready.message.contains("TUFAvailable (Unavailable)"));
         assert!(
             ready.message.contains("TSAChainCreated (Running)"),
             "{}",

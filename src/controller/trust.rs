@@ -40,10 +40,7 @@ fn public(observed: &Observed, secret: &str, key: &str) -> Option<String> {
     observed.secrets.get(secret)?.public.get(key).cloned()
 }
 
-/// Whether any enabled component belongs in a trust root.
-pub fn wanted(spec: &SigstoreStackSpec) -> bool {
-    spec.fulcio.enabled || spec.rekor.enabled || spec.ctlog.enabled || spec.tsa.enabled
-}
+pub use crate::trust_root::wanted;
 
 /// The trust root for the stack's current material, continuing the one it
 /// published before; `Err` while a contributing stage is unfinished.

@@ -10,7 +10,7 @@
 //! itself is the protection. A Fulcio root seen once
 //! stays trusted; the CT key is never regenerated.
 
-use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+use std::{collections::BTreeMap, fmt::Write as _};
 
 use k8s_openapi::{
     ByteString,
@@ -27,6 +27,7 @@ use x509_parser::pem::Pem;
 use super::{
     StageContext, StageError, createtree,
     secrets::{self, Created, Data},
+    wait_for,
 };
 use crate::{api::KeyAlgorithm, keys::PrivateKey, names};
 
@@ -264,35 +265,6 @@ pub async fn run(ctx: &StageContext, args: &Args) -> Result<bool, StageError> {
 
 /// Polls `check` every 2 s until it yields a value, saying what it waits
 /// for, until `deadline` or cancellation.
-async fn wait_for<T, F, Fut>(
-    ctx: &StageContext,
-    deadline: Instant,
-    what: &str,
-    mut check: F,
-) -> Result<T, StageError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>, StageError>>,
-{
-    let mut said = false;
-    loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
-        }
-        if !said {
-            tracing::info!("waiting for {what}");
-            said = true;
-        }
-        if Instant::now() >= deadline {
-            return Err(StageError::InputTimeout(what.to_owned()));
-        }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(2)) => {}
-            () = ctx.cancel.cancelled() => return Err(StageError::Cancelled),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,12 +6,14 @@ pub mod createcertchain;
 pub mod createcerts;
 pub mod createctconfig;
 pub mod createtree;
+pub mod createtuf;
 pub mod rekorkey;
 pub mod secrets;
 
 use std::time::Duration;
 
 use kube::Client;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{retry::RetryError, trillian::TrillianError};
@@ -92,6 +94,9 @@ pub enum StageError {
     /// An input did not appear before the deadline.
     #[error("gave up waiting for {0}")]
     InputTimeout(String),
+    /// The TUF repository cannot be built; the message says why.
+    #[error("{0}")]
+    Tuf(#[from] crate::tuf::TufError),
     /// Stopped by a signal.
     #[error("cancelled")]
     Cancelled,
@@ -108,6 +113,37 @@ impl From<RetryError<TrillianError>> for StageError {
         match e {
             RetryError::Cancelled => Self::Cancelled,
             other => Self::Trillian(other),
+        }
+    }
+}
+
+/// Polls `check` every 2 s until it yields a value, the deadline passes
+/// (an error naming `what`) or the stage is cancelled.
+pub(crate) async fn wait_for<T, F, Fut>(
+    ctx: &StageContext,
+    deadline: Instant,
+    what: &str,
+    mut check: F,
+) -> Result<T, StageError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, StageError>>,
+{
+    let mut said = false;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if !said {
+            tracing::info!("waiting for {what}");
+            said = true;
+        }
+        if Instant::now() >= deadline {
+            return Err(StageError::InputTimeout(what.to_owned()));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            () = ctx.cancel.cancelled() => return Err(StageError::Cancelled),
         }
     }
 }

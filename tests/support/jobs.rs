@@ -32,6 +32,8 @@ pub struct RunnerOptions {
     /// The pause between a failed Pod and the next (the Job controller's
     /// backoff, shortened).
     pub pod_retry_delay: Duration,
+    /// Environment added to every process (e.g. a moved clock).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for RunnerOptions {
@@ -39,6 +41,7 @@ impl Default for RunnerOptions {
         Self {
             rewrites: Vec::new(),
             pod_retry_delay: Duration::from_secs(1),
+            env: Vec::new(),
         }
     }
 }
@@ -397,6 +400,7 @@ impl Run {
             .env_clear()
             .envs(env)
             .env("KUBECONFIG", &kubeconfig)
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null())
             .stdout(file.try_clone().ok()?)
             .stderr(file)

@@ -15,6 +15,7 @@ mod operator;
 pub mod procs;
 pub mod servers;
 pub mod trillian;
+pub mod tuf;
 
 use std::{
     path::{Path, PathBuf},
@@ -105,6 +106,7 @@ pub fn bare_control_plane() -> &'static ControlPlane {
 }
 
 fn shared(with_crd: bool) -> &'static ControlPlane {
+    sigstore_operator::install_crypto_provider();
     let started = PLANE.get_or_init(|| {
         // Started on a plain thread: the readiness checks block, which is not
         // allowed on the tests' async runtimes. Tried once per binary.

@@ -17,6 +17,17 @@ impl Operator {
     /// Starts `sigstore-operator run` with `kubeconfig`, logging JSON lines
     /// to `<dir>/<name>.log`.
     pub fn start(kubeconfig: &Path, dir: &Path, name: &str, extra: &[&str]) -> Self {
+        Self::start_with_env(kubeconfig, dir, name, extra, &[])
+    }
+
+    /// [`Operator::start`] with extra environment (e.g. a moved clock).
+    pub fn start_with_env(
+        kubeconfig: &Path,
+        dir: &Path,
+        name: &str,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Self {
         let [port] = super::procs::free_ports::<1>().expect("free port");
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
@@ -26,6 +37,7 @@ impl Operator {
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,sigstore_operator=debug")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log file"))
             .stderr(file)
