@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Builds the test tools (etcd, kube-apiserver, kube-controller-manager and the
-# Sigstore servers) from the Go module proxy into a cache keyed by version, and
+# Builds the test tools (etcd, kube-apiserver, kube-controller-manager, helm and
+# the Sigstore servers) from the Go module proxy into a cache keyed by version, and
 # installs MariaDB and Redis from apt when missing. No prebuilt binary is
 # downloaded: nothing but the module proxy is reachable on the build machines.
 #
-# Usage: hack/tools.sh [etcd|kube|sigstore|apt|all]   (default: all)
+# Usage: hack/tools.sh [etcd|kube|helm|sigstore|apt|all]   (default: all)
 # Env:   TOOLS_DIR  cache root (default: <repo>/.tools, gitignored)
 set -euo pipefail
 
@@ -119,13 +119,22 @@ build_sigstore() {
   go_install cosign "$COSIGN_VERSION" github.com/sigstore/cosign/v2/cmd/cosign
 }
 
+# helm lints and renders the chart in config/helm for the control-plane tests.
+build_helm() {
+  go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+}
+
 # MariaDB and Redis come from Debian's packages.
 need_apt() {
   local missing=()
   { command -v mariadbd && command -v mariadb-install-db && command -v mariadb; } >/dev/null ||
     missing+=(mariadb-server mariadb-client)
   command -v redis-server >/dev/null || missing+=(redis-server)
-  ((${#missing[@]} == 0)) && { log "mariadb and redis present"; return; }
+  # libfaketime moves the clock of the operator and a TUF client in the
+  # expiry tests.
+  [[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 || -e /usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1 ]] ||
+    missing+=(faketime)
+  ((${#missing[@]} == 0)) && { log "mariadb, redis and faketime present"; return; }
   if [[ $(id -u) -ne 0 ]]; then log "install ${missing[*]} (apt) and retry"; exit 1; fi
   log "installing ${missing[*]} from apt"
   apt-get update -qq
@@ -137,11 +146,32 @@ need_apt() {
   done
 }
 
+# python-tuf, the reference TUF client, checks the operator's repository
+# independently of the library that signed it. From PyPI, in a venv.
+build_pytuf() {
+  local venv="$TOOLS_DIR/pytuf-$PYTUF_VERSION"
+  if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c 'import tuf.ngclient' 2>/dev/null; then
+    log "python-tuf $PYTUF_VERSION cached"
+  else
+    command -v python3 >/dev/null || { log "python3 is required for python-tuf"; exit 1; }
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "tuf==$PYTUF_VERSION" "cryptography==$CRYPTOGRAPHY_VERSION"
+    log "python-tuf $PYTUF_VERSION installed"
+  fi
+  # A wrapper, not a link: Python finds its venv from the path it runs at.
+  rm -f "$BIN/python-tuf"
+  printf '#!/bin/sh\nexec "%s" "$@"\n' "$venv/bin/python" >"$BIN/python-tuf"
+  chmod +x "$BIN/python-tuf"
+}
+
 case "${1:-all}" in
   etcd) build_etcd ;;
   kube) build_kube ;;
+  helm) build_helm ;;
   sigstore) build_sigstore ;;
   apt) need_apt ;;
-  all) need_apt; build_etcd; build_kube; build_sigstore ;;
-  *) log "unknown target: $1 (etcd|kube|sigstore|apt|all)"; exit 2 ;;
+  pytuf) build_pytuf ;;
+  all) need_apt; build_pytuf; build_etcd; build_kube; build_helm; build_sigstore ;;
+  *) log "unknown target: $1 (etcd|kube|helm|sigstore|apt|pytuf|all)"; exit 2 ;;
 esac
