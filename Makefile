@@ -4,9 +4,10 @@ SHELL := /usr/bin/env bash
 CARGO ?= cargo
 TOOLS_DIR ?= $(CURDIR)/.tools
 OPERATOR_IMAGE ?= sigstore-operator:dev
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
 export TOOLS_DIR
 
-.PHONY: all build test test-unit test-cluster tools crds fmt fmt-check lint bench run up clean-tools help
+.PHONY: all build test test-unit test-cluster tools crds fmt fmt-check lint bench run up image image-load clean-tools help
 
 all: build
 
@@ -23,9 +24,9 @@ test-unit: ## Unit tests and the CRD drift check only (no control plane).
 	$(CARGO) test --locked --lib --bins --test crd_drift
 
 test-cluster: tools ## Only the tests on the real control plane.
-	$(CARGO) test --locked --test control_plane --test operator_without_crd --test stages --test unreadable_stack
+	$(CARGO) test --locked --test control_plane --test operator_without_crd --test stages --test unreadable_stack --test helm_chart
 
-tools: ## Build etcd, kube-apiserver and kube-controller-manager from the Go module proxy (cached by version).
+tools: ## Build the test tools (control plane, Sigstore servers, cosign, helm) from the Go module proxy, cached by version; install MariaDB, Redis, faketime (apt) and python-tuf (PyPI).
 	hack/tools.sh all
 
 bench: ## Measure the stages' and the reconciler's pure work (figures only, nothing asserted).
@@ -35,6 +36,7 @@ bench: ## Measure the stages' and the reconciler's pure work (figures only, noth
 crds: ## Regenerate the CRD YAML from the Rust types.
 	$(CARGO) run --locked --quiet -- crd > crds/sigstorestack.yaml
 	cp crds/sigstorestack.yaml config/crd/sigstorestack.yaml
+	cp crds/sigstorestack.yaml config/helm/sigstore-operator/crds/sigstorestack.yaml
 
 fmt: ## Format the code.
 	$(CARGO) fmt
@@ -50,6 +52,12 @@ up: ## Install the CRD and the sample stack into the current kubeconfig's cluste
 	kubectl wait --for=condition=Established crd/sigstorestacks.scaffolding.sigstore.dev --timeout=60s
 	kubectl apply --server-side -f config/samples/sigstorestack.yaml
 	$(CARGO) run --locked -- run --http-addr 127.0.0.1:8080 --image $(OPERATOR_IMAGE)
+
+image: ## Build the multi-arch operator image with docker buildx (add IMAGE_FLAGS=--push to publish it).
+	docker buildx build --platform $(IMAGE_PLATFORMS) -t $(OPERATOR_IMAGE) $(IMAGE_FLAGS) .
+
+image-load: ## Build the image for this machine's platform into the local Docker (then: kind load docker-image $(OPERATOR_IMAGE)).
+	docker buildx build --load -t $(OPERATOR_IMAGE) .
 
 clean-tools: ## Remove the built test tools.
 	rm -rf $(TOOLS_DIR)

@@ -1,4 +1,5 @@
-//! The committed CRD is exactly what the Rust types print.
+//! The committed CRD is exactly what the Rust types print, its copies match
+//! it, and the Helm chart's appVersion is the crate's version.
 
 #[test]
 fn committed_crd_matches_the_types() {
@@ -8,6 +9,41 @@ fn committed_crd_matches_the_types() {
     assert!(
         committed == generated,
         "{} is out of date with the Rust types: run `make crds` and commit the result",
+        path.display()
+    );
+}
+
+/// `make crds` copies the CRD to the kustomize base and into the Helm chart's
+/// `crds/`; a stale copy would install an old schema.
+#[test]
+fn crd_copies_match_the_committed_crd() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let committed = std::fs::read(root.join("crds/sigstorestack.yaml")).expect("read CRD");
+    for copy in [
+        "config/crd/sigstorestack.yaml",
+        "config/helm/sigstore-operator/crds/sigstorestack.yaml",
+    ] {
+        let text = std::fs::read(root.join(copy)).unwrap_or_default();
+        assert!(
+            text == committed,
+            "{copy} differs from crds/sigstorestack.yaml: run `make crds` and commit the result"
+        );
+    }
+}
+
+/// The chart's appVersion is the default image tag, so it must be the
+/// operator's version.
+#[test]
+fn chart_app_version_is_the_crate_version() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config/helm/sigstore-operator/Chart.yaml");
+    let chart: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).expect("read Chart.yaml"))
+            .expect("parse Chart.yaml");
+    assert_eq!(
+        chart["appVersion"].as_str(),
+        Some(env!("CARGO_PKG_VERSION")),
+        "appVersion in {} must equal Cargo.toml's version",
         path.display()
     );
 }
