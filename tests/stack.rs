@@ -918,6 +918,17 @@ async fn tuf_repository_is_re_signed_before_it_expires() {
             panic!("python-tuf, 70 minutes on, refused the re-signed repository: {e}")
         });
     assert_eq!(&fetched, published);
+    // A restarted TUF server (a new Pod on the same ConfigMap) serves the
+    // same root.
+    drop(served);
+    let restarted = support::tuf::Served::start(&format!("{}-2", env.ns.name), &files_v2);
+    let served_root = reqwest::get(format!("{}/1.root.json", restarted.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(served_root, files_v1["root.json"]);
     let status = env
         .condition_until("demo", "TUFRepositoryCreated", "True")
         .await;

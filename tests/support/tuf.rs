@@ -38,6 +38,13 @@ pub struct Served {
     /// Its base URL (a TUF mirror).
     pub url: String,
     dir: PathBuf,
+    pid: u32,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        super::keeper().stop(self.pid);
+    }
 }
 
 impl Served {
@@ -45,12 +52,13 @@ impl Served {
     pub fn start(name: &str, files: &BTreeMap<String, String>) -> Self {
         let dir = mount_dir(&format!("{name}-tuf"));
         let p = port();
-        let served = Self {
+        let mut served = Self {
             url: format!("http://127.0.0.1:{p}"),
             dir,
+            pid: 0,
         };
         served.update(files);
-        serve(
+        served.pid = serve(
             &format!("{name}-serve-tuf"),
             Path::new(env!("CARGO_BIN_EXE_sigstore-operator")),
             &[
