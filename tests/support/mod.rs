@@ -11,6 +11,7 @@ mod certs;
 pub mod jobs;
 pub mod kubelet;
 pub mod manifests;
+pub mod node;
 mod operator;
 pub mod procs;
 pub mod servers;
@@ -38,6 +39,23 @@ const CONTROLLERS: &str = "garbage-collector-controller,namespace-controller,\
                            serviceaccount-controller,serviceaccount-token-controller,\
                            root-ca-certificate-publisher-controller";
 
+/// What kind of control plane a test binary runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// No CRD.
+    Bare,
+    /// The CRD installed.
+    WithCrd,
+    /// The CRD, plus the Deployment, ReplicaSet and Job controllers for
+    /// the node agent's Pods, and the service-account issuer a KinD
+    /// cluster set up for Sigstore has (`kubernetes.default.svc…`), which
+    /// Pods reach through the agent's Service proxy.
+    Cluster,
+}
+
+/// The in-cluster issuer of a [`Kind::Cluster`] control plane.
+pub const CLUSTER_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
 static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 static KEEPER: OnceLock<Keeper> = OnceLock::new();
 static LOGS: OnceLock<PathBuf> = OnceLock::new();
@@ -46,7 +64,7 @@ static NS_SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A running control plane.
 pub struct ControlPlane {
-    with_crd: bool,
+    kind: Kind,
     /// Logs, certificates and etcd data.
     pub dir: PathBuf,
     /// `https://127.0.0.1:<port>`.
@@ -97,20 +115,25 @@ pub fn mark_failed() {
 /// SigstoreStack CRD installed before kube-controller-manager starts (its
 /// garbage collector only learns of new kinds every 30 s).
 pub fn control_plane() -> &'static ControlPlane {
-    shared(true)
+    shared(Kind::WithCrd)
+}
+
+/// A control plane for the node agent: see [`Kind::Cluster`].
+pub fn cluster_control_plane() -> &'static ControlPlane {
+    shared(Kind::Cluster)
 }
 
 /// A control plane without the CRD. One test binary uses one kind.
 pub fn bare_control_plane() -> &'static ControlPlane {
-    shared(false)
+    shared(Kind::Bare)
 }
 
-fn shared(with_crd: bool) -> &'static ControlPlane {
+fn shared(kind: Kind) -> &'static ControlPlane {
     sigstore_operator::install_crypto_provider();
     let started = PLANE.get_or_init(|| {
         // Started on a plain thread: the readiness checks block, which is not
         // allowed on the tests' async runtimes. Tried once per binary.
-        match std::thread::spawn(move || start(with_crd)).join() {
+        match std::thread::spawn(move || start(kind)).join() {
             Ok(Ok(cp)) => Ok(cp),
             Ok(Err(e)) => Err(format!("{e:#}")),
             Err(_) => Err("start-up panicked".into()),
@@ -118,10 +141,7 @@ fn shared(with_crd: bool) -> &'static ControlPlane {
     });
     match started {
         Ok(cp) => {
-            assert_eq!(
-                cp.with_crd, with_crd,
-                "one test binary, one kind of control plane"
-            );
+            assert_eq!(cp.kind, kind, "one test binary, one kind of control plane");
             cp
         }
         Err(e) => {
@@ -154,12 +174,12 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn start(with_crd: bool) -> anyhow::Result<ControlPlane> {
+fn start(kind: Kind) -> anyhow::Result<ControlPlane> {
     let dir = logs_dir().to_owned();
-    start_in(dir.clone(), with_crd).map_err(|e| e.context(format!("logs in {}", dir.display())))
+    start_in(dir.clone(), kind).map_err(|e| e.context(format!("logs in {}", dir.display())))
 }
 
-fn start_in(dir: PathBuf, with_crd: bool) -> anyhow::Result<ControlPlane> {
+fn start_in(dir: PathBuf, kind: Kind) -> anyhow::Result<ControlPlane> {
     let apiserver = tool("kube-apiserver")?;
     let etcd = tool("etcd")?;
     let kcm = tool("kube-controller-manager")?;
@@ -204,7 +224,16 @@ fn start_in(dir: PathBuf, with_crd: bool) -> anyhow::Result<ControlPlane> {
             format!("--tls-cert-file={}", pki.serving_cert.display()),
             format!("--tls-private-key-file={}", pki.serving_key.display()),
             format!("--client-ca-file={}", pki.client_ca.display()),
-            format!("--service-account-issuer={server}"),
+            match kind {
+                Kind::Cluster => format!("--service-account-issuer={CLUSTER_ISSUER}"),
+                _ => format!("--service-account-issuer={server}"),
+            },
+            match kind {
+                Kind::Cluster => {
+                    format!("--service-account-jwks-uri={CLUSTER_ISSUER}/openid/v1/jwks")
+                }
+                _ => format!("--service-account-jwks-uri={server}/openid/v1/jwks"),
+            },
             format!("--service-account-key-file={}", pki.sa_pub.display()),
             format!(
                 "--service-account-signing-key-file={}",
@@ -228,7 +257,7 @@ fn start_in(dir: PathBuf, with_crd: bool) -> anyhow::Result<ControlPlane> {
 
     let kubeconfig = dir.join("admin.kubeconfig");
     pki.write_kubeconfig(&kubeconfig, &server, "admin", &["system:masters"])?;
-    if with_crd {
+    if kind != Kind::Bare {
         install_crd(&kubeconfig)?;
     }
     let kcm_kubeconfig = dir.join("kcm.kubeconfig");
@@ -247,7 +276,12 @@ fn start_in(dir: PathBuf, with_crd: bool) -> anyhow::Result<ControlPlane> {
             format!("--kubeconfig={}", kcm_kubeconfig.display()),
             format!("--authentication-kubeconfig={}", kcm_kubeconfig.display()),
             format!("--authorization-kubeconfig={}", kcm_kubeconfig.display()),
-            format!("--controllers={CONTROLLERS}"),
+            match kind {
+                Kind::Cluster => format!(
+                    "--controllers={CONTROLLERS},deployment-controller,replicaset-controller,job-controller"
+                ),
+                _ => format!("--controllers={CONTROLLERS}"),
+            },
             "--leader-elect=false".into(),
             "--use-service-account-credentials=false".into(),
             "--bind-address=127.0.0.1".into(),
@@ -261,7 +295,7 @@ fn start_in(dir: PathBuf, with_crd: bool) -> anyhow::Result<ControlPlane> {
         ],
     )?;
     Ok(ControlPlane {
-        with_crd,
+        kind,
         dir,
         server,
         kubeconfig,

@@ -1,0 +1,992 @@
+//! A test node agent: the kubelet and kube-proxy of one Node, for a machine
+//! without a container runtime. The real Deployment, ReplicaSet and Job
+//! controllers make the Pods; the agent binds them to its Node and runs
+//! each container as a local process:
+//!
+//! - the image is mapped to a local program through one table
+//!   ([`Images`]); command, args and env are the Pod's, with `$(VAR)`
+//!   expansion as the kubelet does;
+//! - each Pod gets its own network namespace, joined by a veth pair to a
+//!   bridge (`10.244.0.0/24`); Service names resolve through the Pod's
+//!   `/etc/hosts` (bound by `ip netns exec` from `/etc/netns/<pod>/`) to
+//!   the ClusterIP, where a userspace proxy (kube-proxy's old mode) on the
+//!   host forwards to a ready Pod, or, for `kubernetes`, to the API server;
+//! - configMap, secret, projected (service-account token, CA, namespace),
+//!   downwardAPI and emptyDir volumes are written under the Pod's directory
+//!   and bind-mounted at their `mountPath` in the process's own mount
+//!   namespace;
+//! - like the kubelet, a container is held back while a ConfigMap, Secret
+//!   or key it references is missing, and that wait is visible in the
+//!   Pod's status (`ContainerCreating`);
+//! - readiness probes (TCP and HTTP) decide `Ready`; exits are reported
+//!   with their code, restarted under `restartPolicy: Always`.
+//!
+//! Nothing in the operator knows of it. It needs root (namespaces, veth).
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use k8s_openapi::{
+    api::{
+        authentication::v1::TokenRequest,
+        core::v1::{ConfigMap, Container, Node, Pod, Secret, Service},
+    },
+    apimachinery::pkg::util::intstr::IntOrString,
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+use tokio::{process::Child, task::JoinHandle};
+
+use super::{jobs::expand, logs_dir};
+
+/// The Node's name.
+pub const NODE: &str = "test-node";
+const BRIDGE: &str = "sonode0";
+const GATEWAY: &str = "10.244.0.1";
+
+/// Where an image's programs are on this machine.
+#[derive(Clone, Debug, Default)]
+pub struct Images {
+    /// Image repository (no tag or digest) → its entrypoint, as local
+    /// programs and fixed leading arguments.
+    pub entrypoints: BTreeMap<String, Vec<String>>,
+    /// Absolute program paths inside images → local programs.
+    pub paths: BTreeMap<String, String>,
+}
+
+impl Images {
+    /// The command line for `c`, as the kubelet builds it: `command` (or
+    /// the image's entrypoint) then `args`, `$(VAR)` expanded.
+    fn argv(&self, c: &Container, env: &[(String, String)]) -> Result<Vec<String>, String> {
+        let image = c.image.clone().unwrap_or_default();
+        let repo = repository(&image);
+        let mut argv: Vec<String> = match &c.command {
+            Some(cmd) if !cmd.is_empty() => cmd.iter().map(|a| expand(a, env)).collect(),
+            _ => self
+                .entrypoints
+                .get(&repo)
+                .cloned()
+                .ok_or_else(|| format!("no local program for image {image}"))?,
+        };
+        argv.extend(c.args.iter().flatten().map(|a| expand(a, env)));
+        if let Some(local) = self.paths.get(&argv[0]) {
+            argv[0] = local.clone();
+        }
+        Ok(argv)
+    }
+}
+
+/// `registry/repo` of an image reference, without tag or digest.
+pub fn repository(image: &str) -> String {
+    let no_digest = image.split('@').next().unwrap_or(image);
+    match no_digest.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo.to_owned(),
+        _ => no_digest.to_owned(),
+    }
+}
+
+/// The running agent; stops every process and namespace when dropped.
+pub struct NodeAgent {
+    task: JoinHandle<()>,
+    proxy: JoinHandle<()>,
+    state: Arc<Mutex<State>>,
+    /// How many container processes it started.
+    pub started: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[derive(Default)]
+struct State {
+    pods: HashMap<String, PodRun>,
+    next_ip: u8,
+}
+
+struct PodRun {
+    netns: String,
+    ip: Ipv4Addr,
+    dir: PathBuf,
+    namespace: String,
+    children: Vec<(String, Child)>,
+}
+
+fn sh(cmd: &str) -> Result<(), String> {
+    let out = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The bridge Pods join; ClusterIPs are addresses on it too (this kernel
+/// has no dummy interfaces).
+fn network_up() -> Result<(), String> {
+    network_down();
+    sh(&format!(
+        "ip link add {BRIDGE} type bridge && ip addr add {GATEWAY}/24 dev {BRIDGE} && \
+         ip link set {BRIDGE} up"
+    ))
+}
+
+fn network_down() {
+    let _ = sh(&format!(
+        "ip link del {BRIDGE} 2>/dev/null; \
+         for n in $(ip netns list | awk '/^sopod-/{{print $1}}'); do ip netns del $n; done; \
+         rm -rf /etc/netns/sopod-*; true"
+    ));
+}
+
+impl NodeAgent {
+    /// Registers the Node and starts serving Pods of `namespace` (and the
+    /// Services of every namespace).
+    pub async fn start(
+        client: Client,
+        namespace: &str,
+        images: Images,
+        api_server: String,
+    ) -> Self {
+        network_up().unwrap_or_else(|e| panic!("node network: {e} (the node agent needs root)"));
+        let nodes: Api<Node> = Api::all(client.clone());
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE}},
+        }))
+        .unwrap();
+        let _ = nodes.delete(NODE, &DeleteParams::default()).await;
+        nodes
+            .create(&PostParams::default(), &node)
+            .await
+            .expect("register the Node");
+        nodes
+            .patch_status(
+                NODE,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {
+                    "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                    "message": "test node agent",
+                                    "lastHeartbeatTime": Timestamp::now().to_string(),
+                                    "lastTransitionTime": Timestamp::now().to_string()}],
+                    "addresses": [{"type": "InternalIP", "address": GATEWAY}],
+                    "capacity": {"cpu": "2", "memory": "24Gi", "pods": "110"},
+                    "allocatable": {"cpu": "2", "memory": "24Gi", "pods": "110"},
+                }})),
+            )
+            .await
+            .expect("Node status");
+        let state = Arc::new(Mutex::new(State {
+            next_ip: 2,
+            ..State::default()
+        }));
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let backends: Backends = Arc::new(Mutex::new(HashMap::new()));
+        let hosts = Arc::new(Mutex::new(String::new()));
+        let proxy = tokio::spawn(services(
+            client.clone(),
+            backends,
+            hosts.clone(),
+            api_server,
+        ));
+        let agent = Agent {
+            client,
+            ns: namespace.to_owned(),
+            images,
+            state: state.clone(),
+            started: started.clone(),
+            hosts,
+        };
+        let task = tokio::spawn(async move {
+            loop {
+                if let Err(e) = agent.pass().await {
+                    eprintln!("node agent: {e:#}");
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        });
+        Self {
+            task,
+            proxy,
+            state,
+            started,
+        }
+    }
+}
+
+impl Drop for NodeAgent {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.proxy.abort();
+        if let Ok(mut s) = self.state.lock() {
+            for (_, run) in s.pods.drain() {
+                stop_pod(run);
+            }
+        }
+        network_down();
+    }
+}
+
+fn stop_pod(mut run: PodRun) {
+    for (_, child) in &mut run.children {
+        if let Some(pid) = child.id() {
+            // The process group: ip netns exec, sh and the program.
+            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+        }
+        let _ = child.start_kill();
+    }
+    let _ = sh(&format!(
+        "ip netns del {0} 2>/dev/null; rm -rf /etc/netns/{0}",
+        run.netns
+    ));
+    let _ = run.dir;
+}
+
+type Backends = Arc<Mutex<HashMap<(Ipv4Addr, u16), Vec<SocketAddr>>>>;
+
+struct Agent {
+    client: Client,
+    ns: String,
+    images: Images,
+    state: Arc<Mutex<State>>,
+    started: Arc<std::sync::atomic::AtomicUsize>,
+    hosts: Arc<Mutex<String>>,
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+impl Agent {
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn pass(&self) -> anyhow::Result<()> {
+        let pods = self.pods().list(&ListParams::default()).await?.items;
+        let names: BTreeSet<String> = pods.iter().map(|p| p.name_any()).collect();
+        // Pods gone from the API: stop what ran for them.
+        let gone: Vec<PodRun> = {
+            let mut s = self.state.lock().unwrap();
+            let keys: Vec<String> = s
+                .pods
+                .keys()
+                .filter(|k| !names.contains(*k))
+                .cloned()
+                .collect();
+            keys.into_iter().filter_map(|k| s.pods.remove(&k)).collect()
+        };
+        gone.into_iter().for_each(stop_pod);
+        for pod in pods {
+            let name = pod.name_any();
+            if pod.metadata.deletion_timestamp.is_some() {
+                let run = self.state.lock().unwrap().pods.remove(&name);
+                if let Some(run) = run {
+                    stop_pod(run);
+                }
+                let _ = self
+                    .pods()
+                    .delete(&name, &DeleteParams::default().grace_period(0))
+                    .await;
+                continue;
+            }
+            let spec = pod.spec.clone().unwrap_or_default();
+            if spec.node_name.is_none() {
+                self.bind(&name).await?;
+                continue;
+            }
+            let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
+            if matches!(phase.as_deref(), Some("Succeeded" | "Failed")) {
+                continue;
+            }
+            let running = self.state.lock().unwrap().pods.contains_key(&name);
+            if running {
+                self.watch_pod(&pod).await?;
+            } else {
+                self.start_pod(&pod).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn bind(&self, pod: &str) -> anyhow::Result<()> {
+        let binding = json!({
+            "apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": pod},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": NODE},
+        });
+        let body = serde_json::to_vec(&binding)?;
+        let req = http::Request::post(format!("/api/v1/namespaces/{}/pods/{pod}/binding", self.ns))
+            .header("content-type", "application/json")
+            .body(body)?;
+        let _: serde_json::Value = self.client.request(req).await?;
+        Ok(())
+    }
+
+    async fn status(&self, pod: &str, status: serde_json::Value) -> anyhow::Result<()> {
+        self.pods()
+            .patch_status(
+                pod,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": status })),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Writes the Pod's volumes, makes its network, and starts its
+    /// containers (init containers first, each to completion) once every
+    /// reference resolves.
+    async fn start_pod(&self, pod: &Pod) -> anyhow::Result<()> {
+        let name = pod.name_any();
+        let spec = pod.spec.clone().unwrap_or_default();
+        if !super::kubelet::references_resolve(&self.client, &self.ns, &spec).await? {
+            let waiting: Vec<_> = spec
+                .containers
+                .iter()
+                .map(|c| {
+                    json!({"name": c.name, "ready": false, "restartCount": 0,
+                    "image": c.image, "imageID": "",
+                    "state": {"waiting": {"reason": "ContainerCreating",
+                        "message": "a referenced ConfigMap, Secret or key does not exist yet"}}})
+                })
+                .collect();
+            self.status(
+                &name,
+                json!({"phase": "Pending", "hostIP": GATEWAY, "containerStatuses": waiting}),
+            )
+            .await?;
+            return Ok(());
+        }
+        let uid = pod.uid().unwrap_or_default();
+        let short: String = uid
+            .chars()
+            .filter(|c| c.is_ascii_hexdigit())
+            .take(8)
+            .collect();
+        let netns = format!("sopod-{short}");
+        let dir = logs_dir().join("pods").join(format!("{}-{name}", self.ns));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let ip = {
+            let mut s = self.state.lock().unwrap();
+            let ip = Ipv4Addr::new(10, 244, 0, s.next_ip);
+            s.next_ip = s.next_ip.wrapping_add(1).max(2);
+            ip
+        };
+        let veth = format!("sov{short}");
+        sh(&format!(
+            "ip netns add {netns} && ip link add {veth} type veth peer name eth0 netns {netns} && \
+             ip link set {veth} master {BRIDGE} up && \
+             ip netns exec {netns} sh -c 'ip link set lo up && ip addr add {ip}/24 dev eth0 && \
+             ip link set eth0 up && ip route add default via {GATEWAY}'"
+        ))
+        .map_err(anyhow::Error::msg)?;
+        let etc = PathBuf::from(format!("/etc/netns/{netns}"));
+        std::fs::create_dir_all(&etc)?;
+        std::fs::write(
+            etc.join("resolv.conf"),
+            format!(
+                "search {0}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n",
+                self.ns
+            ),
+        )?;
+        self.write_hosts(&etc, &name, ip);
+        let volumes = self.volumes(pod, &dir).await?;
+        let user = spec
+            .security_context
+            .as_ref()
+            .and_then(|s| s.run_as_user)
+            .unwrap_or(0);
+        // Files the process reads must be its own.
+        let _ = sh(&format!(
+            "chown -R {user}:{user} {}",
+            quote(&dir.display().to_string())
+        ));
+        self.state.lock().unwrap().pods.insert(
+            name.clone(),
+            PodRun {
+                netns: netns.clone(),
+                ip,
+                dir: dir.clone(),
+                namespace: self.ns.clone(),
+                children: Vec::new(),
+            },
+        );
+        for init in spec.init_containers.iter().flatten() {
+            let mut child = self.spawn(pod, init, &netns, &dir, &volumes, user).await?;
+            let status = child.wait().await?;
+            if !status.success() {
+                self.status(&name, json!({"phase": "Pending", "initContainerStatuses": [
+                    {"name": init.name, "ready": false, "restartCount": 0, "image": init.image, "imageID": "",
+                     "state": {"terminated": {"exitCode": status.code().unwrap_or(1), "reason": "Error"}}}]}))
+                    .await?;
+                // Retried from the start on a later pass.
+                let run = self.state.lock().unwrap().pods.remove(&name);
+                if let Some(run) = run {
+                    stop_pod(run);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return Ok(());
+            }
+        }
+        for c in &spec.containers {
+            let child = self.spawn(pod, c, &netns, &dir, &volumes, user).await?;
+            if let Some(run) = self.state.lock().unwrap().pods.get_mut(&name) {
+                run.children.push((c.name.clone(), child));
+            }
+        }
+        self.status(
+            &name,
+            json!({"phase": "Running", "hostIP": GATEWAY, "podIP": ip.to_string(),
+                   "podIPs": [{"ip": ip.to_string()}], "startTime": Timestamp::now().to_string()}),
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn write_hosts(&self, etc: &Path, pod: &str, ip: Ipv4Addr) {
+        let services = self.hosts.lock().unwrap().clone();
+        let _ = std::fs::write(
+            etc.join("hosts"),
+            format!("127.0.0.1 localhost\n{ip} {pod}\n{services}"),
+        );
+    }
+
+    /// Checks the Pod's processes and probes; reports status; restarts
+    /// exited containers of `restartPolicy: Always` Pods.
+    async fn watch_pod(&self, pod: &Pod) -> anyhow::Result<()> {
+        let name = pod.name_any();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let restart_always = spec.restart_policy.as_deref().unwrap_or("Always") == "Always";
+        let (ip, netns, dir) = {
+            let s = self.state.lock().unwrap();
+            let Some(run) = s.pods.get(&name) else {
+                return Ok(());
+            };
+            (run.ip, run.netns.clone(), run.dir.clone())
+        };
+        self.write_hosts(&PathBuf::from(format!("/etc/netns/{netns}")), &name, ip);
+        let mut exits: Vec<(String, i32)> = Vec::new();
+        {
+            let mut s = self.state.lock().unwrap();
+            if let Some(run) = s.pods.get_mut(&name) {
+                for (c, child) in &mut run.children {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        exits.push((c.clone(), status.code().unwrap_or(137)));
+                    }
+                }
+            }
+        }
+        let mut statuses = Vec::new();
+        let mut all_ready = true;
+        for c in &spec.containers {
+            let exited = exits
+                .iter()
+                .find(|(n, _)| n == &c.name)
+                .map(|(_, code)| *code);
+            if let Some(code) = exited {
+                all_ready = false;
+                if restart_always {
+                    let volumes = self.volumes(pod, &dir).await?;
+                    let user = spec
+                        .security_context
+                        .as_ref()
+                        .and_then(|s| s.run_as_user)
+                        .unwrap_or(0);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let child = self.spawn(pod, c, &netns, &dir, &volumes, user).await?;
+                    if let Some(run) = self.state.lock().unwrap().pods.get_mut(&name) {
+                        run.children.retain(|(n, _)| n != &c.name);
+                        run.children.push((c.name.clone(), child));
+                    }
+                    eprintln!("node agent: {name}/{} exited {code}; restarted", c.name);
+                    continue;
+                }
+                statuses.push(json!({"name": c.name, "ready": false, "restartCount": 0,
+                    "image": c.image, "imageID": "",
+                    "state": {"terminated": {"exitCode": code,
+                        "reason": if code == 0 { "Completed" } else { "Error" },
+                        "finishedAt": Timestamp::now().to_string()}}}));
+                continue;
+            }
+            let ready = probe(c, ip).await;
+            all_ready &= ready;
+            statuses.push(json!({"name": c.name, "ready": ready, "started": true, "restartCount": 0,
+                "image": c.image, "imageID": "", "state": {"running": {"startedAt": Timestamp::now().to_string()}}}));
+        }
+        if !restart_always && exits.len() == spec.containers.len() {
+            let failed = exits.iter().any(|(_, code)| *code != 0);
+            let run = self.state.lock().unwrap().pods.remove(&name);
+            if let Some(run) = run {
+                stop_pod(run);
+            }
+            self.status(
+                &name,
+                json!({"phase": if failed { "Failed" } else { "Succeeded" },
+                       "conditions": [{"type": "Ready", "status": "False"}],
+                       "containerStatuses": statuses}),
+            )
+            .await?;
+            return Ok(());
+        }
+        let was_ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        if was_ready != all_ready
+            || pod
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_none()
+        {
+            let status = if all_ready { "True" } else { "False" };
+            let now = Timestamp::now().to_string();
+            self.status(
+                &name,
+                json!({"phase": "Running", "podIP": ip.to_string(), "podIPs": [{"ip": ip.to_string()}],
+                    "conditions": [
+                        {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                        {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+                        {"type": "ContainersReady", "status": status, "lastTransitionTime": now},
+                        {"type": "Ready", "status": status, "lastTransitionTime": now}],
+                    "containerStatuses": statuses}),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Materializes every volume: name → host directory.
+    async fn volumes(&self, pod: &Pod, dir: &Path) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let mut out = BTreeMap::new();
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
+        let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.ns);
+        for v in spec.volumes.iter().flatten() {
+            let path = dir.join("volumes").join(&v.name);
+            std::fs::create_dir_all(&path)?;
+            let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+            let pick = |data: BTreeMap<String, Vec<u8>>,
+                        items: &Option<Vec<k8s_openapi::api::core::v1::KeyToPath>>|
+             -> Vec<(String, Vec<u8>)> {
+                match items {
+                    Some(items) => items
+                        .iter()
+                        .filter_map(|i| data.get(&i.key).map(|d| (i.path.clone(), d.clone())))
+                        .collect(),
+                    None => data.into_iter().collect(),
+                }
+            };
+            if let Some(s) = &v.secret {
+                let name = s.secret_name.clone().unwrap_or_default();
+                let data = secrets
+                    .get_opt(&name)
+                    .await?
+                    .and_then(|s| s.data)
+                    .unwrap_or_default();
+                files.extend(pick(
+                    data.into_iter().map(|(k, v)| (k, v.0)).collect(),
+                    &s.items,
+                ));
+            } else if let Some(c) = &v.config_map {
+                let data = cms
+                    .get_opt(&c.name)
+                    .await?
+                    .and_then(|c| c.data)
+                    .unwrap_or_default();
+                files.extend(pick(
+                    data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect(),
+                    &c.items,
+                ));
+            } else if let Some(p) = &v.projected {
+                for source in p.sources.iter().flatten() {
+                    if let Some(t) = &source.service_account_token {
+                        files.push((
+                            t.path.clone(),
+                            self.token(pod, t.audience.clone(), t.expiration_seconds)
+                                .await?
+                                .into_bytes(),
+                        ));
+                    }
+                    if let Some(c) = &source.config_map {
+                        let data = cms
+                            .get_opt(&c.name)
+                            .await?
+                            .and_then(|c| c.data)
+                            .unwrap_or_default();
+                        files.extend(pick(
+                            data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect(),
+                            &c.items,
+                        ));
+                    }
+                    if let Some(d) = &source.downward_api {
+                        for item in d.items.iter().flatten() {
+                            let value = match item.field_ref.as_ref().map(|f| f.field_path.as_str())
+                            {
+                                Some("metadata.namespace") => self.ns.clone(),
+                                Some("metadata.name") => pod.name_any(),
+                                _ => String::new(),
+                            };
+                            files.push((item.path.clone(), value.into_bytes()));
+                        }
+                    }
+                }
+            } else if v.persistent_volume_claim.is_some() {
+                // Local storage: a directory that lives as long as the test.
+                let claim = logs_dir().join("claims").join(&v.name);
+                std::fs::create_dir_all(&claim)?;
+                out.insert(v.name.clone(), claim);
+                continue;
+            }
+            // emptyDir and the rest: an empty directory.
+            for (rel, bytes) in files {
+                let f = path.join(rel);
+                if let Some(parent) = f.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&f, bytes)?;
+            }
+            out.insert(v.name.clone(), path);
+        }
+        Ok(out)
+    }
+
+    async fn token(
+        &self,
+        pod: &Pod,
+        audience: Option<String>,
+        seconds: Option<i64>,
+    ) -> anyhow::Result<String> {
+        let sa = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_else(|| "default".into());
+        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(self.client.clone(), &self.ns);
+        let mut spec = json!({
+            "expirationSeconds": seconds.unwrap_or(3607).max(600),
+            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod.name_any(), "uid": pod.uid()},
+        });
+        if let Some(a) = audience {
+            spec["audiences"] = json!([a]);
+        }
+        let request: TokenRequest = serde_json::from_value(json!({ "spec": spec }))?;
+        let token: TokenRequest = accounts
+            .create_subresource("token", &sa, &PostParams::default(), &request)
+            .await?;
+        Ok(token.status.map(|s| s.token).unwrap_or_default())
+    }
+
+    /// Starts container `c` in the Pod's network namespace with its volumes
+    /// bind-mounted in a mount namespace of its own.
+    async fn spawn(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        netns: &str,
+        dir: &Path,
+        volumes: &BTreeMap<String, PathBuf>,
+        pod_user: i64,
+    ) -> anyhow::Result<Child> {
+        let env = self.env(pod, c).await?;
+        let argv = self.images.argv(c, &env).map_err(anyhow::Error::msg)?;
+        let user = c
+            .security_context
+            .as_ref()
+            .and_then(|s| s.run_as_user)
+            .unwrap_or(pod_user);
+        let mut script = String::from("set -e\n");
+        for m in c.volume_mounts.iter().flatten() {
+            let Some(src) = volumes.get(&m.name) else {
+                continue;
+            };
+            let src = match &m.sub_path {
+                Some(sub) if !sub.is_empty() => src.join(sub),
+                _ => src.clone(),
+            };
+            let target = quote(&m.mount_path);
+            if src.is_dir() {
+                script.push_str(&format!("mkdir -p {target}\n"));
+            } else {
+                script.push_str(&format!(
+                    "mkdir -p \"$(dirname {target})\"; touch {target}\n"
+                ));
+            }
+            script.push_str(&format!(
+                "mount --bind {} {target}\n",
+                quote(&src.display().to_string())
+            ));
+        }
+        let workdir = c.working_dir.clone().unwrap_or_else(|| "/".into());
+        script.push_str(&format!("cd {}\n", quote(&workdir)));
+        script.push_str(&format!(
+            "exec setpriv --reuid={user} --regid={user} --clear-groups -- {}\n",
+            argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
+        ));
+        let launcher = dir.join(format!("{}.sh", c.name));
+        std::fs::write(&launcher, &script)?;
+        let log =
+            logs_dir()
+                .join("pods")
+                .join(format!("{}-{}-{}.log", self.ns, pod.name_any(), c.name));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let mut cmd = tokio::process::Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            netns,
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+        ])
+        .arg(&launcher)
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("HOME", dir)
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .process_group(0)
+        .kill_on_drop(true);
+        let child = cmd.spawn()?;
+        self.started
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(child)
+    }
+
+    /// The container's env as the kubelet resolves it, plus the
+    /// `KUBERNETES_SERVICE_*` variables.
+    async fn env(&self, pod: &Pod, c: &Container) -> anyhow::Result<Vec<(String, String)>> {
+        let mut out: Vec<(String, String)> = vec![
+            ("KUBERNETES_SERVICE_HOST".into(), "10.0.0.1".into()),
+            ("KUBERNETES_SERVICE_PORT".into(), "443".into()),
+        ];
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
+        let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.ns);
+        for e in c.env.iter().flatten() {
+            let value = if let Some(v) = &e.value {
+                expand(v, &out)
+            } else if let Some(from) = &e.value_from {
+                if let Some(f) = &from.field_ref {
+                    match f.field_path.as_str() {
+                        "metadata.namespace" => self.ns.clone(),
+                        "metadata.name" => pod.name_any(),
+                        "status.podIP" => String::new(),
+                        other => anyhow::bail!("unsupported fieldRef {other}"),
+                    }
+                } else if let Some(r) = &from.secret_key_ref {
+                    let s = secrets.get_opt(&r.name).await?;
+                    let v = s.and_then(|s| s.data).and_then(|d| d.get(&r.key).cloned());
+                    v.map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                        .ok_or_else(|| anyhow::anyhow!("secret {} key {} missing", r.name, r.key))?
+                } else if let Some(r) = &from.config_map_key_ref {
+                    let cm = cms.get_opt(&r.name).await?;
+                    cm.and_then(|c| c.data)
+                        .and_then(|d| d.get(&r.key).cloned())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("configmap {} key {} missing", r.name, r.key)
+                        })?
+                } else {
+                    anyhow::bail!("unsupported valueFrom for {}", e.name)
+                }
+            } else {
+                String::new()
+            };
+            out.retain(|(k, _)| k != &e.name);
+            out.push((e.name.clone(), value));
+        }
+        Ok(out)
+    }
+}
+
+/// The readiness probe's verdict (no probe: ready once started).
+async fn probe(c: &Container, ip: Ipv4Addr) -> bool {
+    let Some(p) = &c.readiness_probe else {
+        return true;
+    };
+    let port_of = |port: &IntOrString| -> Option<u16> {
+        match port {
+            IntOrString::Int(i) => u16::try_from(*i).ok(),
+            IntOrString::String(name) => c
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref() == Some(name))
+                .and_then(|p| u16::try_from(p.container_port).ok()),
+        }
+    };
+    let timeout = Duration::from_secs(1);
+    if let Some(t) = &p.tcp_socket {
+        let Some(port) = port_of(&t.port) else {
+            return false;
+        };
+        return tokio::time::timeout(timeout, tokio::net::TcpStream::connect((ip, port)))
+            .await
+            .is_ok_and(|r| r.is_ok());
+    }
+    if let Some(h) = &p.http_get {
+        let Some(port) = port_of(&h.port) else {
+            return false;
+        };
+        let url = format!(
+            "http://{ip}:{port}{}",
+            h.path.clone().unwrap_or_else(|| "/".into())
+        );
+        let client = reqwest::Client::builder().timeout(timeout).build().unwrap();
+        return client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success() || r.status().is_redirection());
+    }
+    true
+}
+
+/// kube-proxy's part: every Service's ClusterIP and ports become local
+/// addresses with a TCP proxy to a ready backend; every Service's names go
+/// into the hosts file the Pods get.
+async fn services(
+    client: Client,
+    backends: Backends,
+    hosts: Arc<Mutex<String>>,
+    api_server: String,
+) {
+    let mut listening: BTreeSet<(Ipv4Addr, u16)> = BTreeSet::new();
+    let api: SocketAddr = api_server
+        .trim_start_matches("https://")
+        .parse()
+        .expect("the API server's address");
+    loop {
+        if let Err(e) = services_pass(&client, &backends, &hosts, &mut listening, api).await {
+            eprintln!("node agent proxy: {e:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn services_pass(
+    client: &Client,
+    backends: &Backends,
+    hosts: &Arc<Mutex<String>>,
+    listening: &mut BTreeSet<(Ipv4Addr, u16)>,
+    api: SocketAddr,
+) -> anyhow::Result<()> {
+    let services = Api::<Service>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let pods = Api::<Pod>::all(client.clone())
+        .list(&ListParams::default().fields(&format!("spec.nodeName={NODE}")))
+        .await?
+        .items;
+    let mut names = String::new();
+    let mut table: HashMap<(Ipv4Addr, u16), Vec<SocketAddr>> = HashMap::new();
+    for svc in &services {
+        let ns = svc.namespace().unwrap_or_default();
+        let name = svc.name_any();
+        let spec = svc.spec.clone().unwrap_or_default();
+        let Some(ip) = spec
+            .cluster_ip
+            .as_deref()
+            .and_then(|i| i.parse::<Ipv4Addr>().ok())
+        else {
+            continue;
+        };
+        names.push_str(&format!(
+            "{ip} {name}.{ns}.svc.cluster.local {name}.{ns}.svc {name}.{ns}\n"
+        ));
+        for port in spec.ports.iter().flatten() {
+            let Ok(p) = u16::try_from(port.port) else {
+                continue;
+            };
+            let mut targets = Vec::new();
+            if ns == "default" && name == "kubernetes" {
+                targets.push(api);
+            } else if let Some(selector) = &spec.selector {
+                for pod in pods
+                    .iter()
+                    .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+                {
+                    let labels = pod.labels();
+                    if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                        continue;
+                    }
+                    let status = pod.status.clone().unwrap_or_default();
+                    let ready = status
+                        .conditions
+                        .iter()
+                        .flatten()
+                        .any(|c| c.type_ == "Ready" && c.status == "True");
+                    let Some(pod_ip) = status.pod_ip.and_then(|i| i.parse::<Ipv4Addr>().ok())
+                    else {
+                        continue;
+                    };
+                    let target = match &port.target_port {
+                        Some(IntOrString::Int(i)) => u16::try_from(*i).ok(),
+                        Some(IntOrString::String(n)) => pod
+                            .spec
+                            .iter()
+                            .flat_map(|s| s.containers.iter())
+                            .flat_map(|c| c.ports.iter().flatten())
+                            .find(|cp| cp.name.as_deref() == Some(n))
+                            .and_then(|cp| u16::try_from(cp.container_port).ok()),
+                        None => Some(p),
+                    };
+                    if let (true, Some(t)) = (ready, target) {
+                        targets.push(SocketAddr::from((pod_ip, t)));
+                    }
+                }
+            }
+            table.insert((ip, p), targets);
+            if listening.insert((ip, p)) {
+                let _ = sh(&format!(
+                    "ip addr add {ip}/32 dev {BRIDGE} 2>/dev/null; true"
+                ));
+                let listener = tokio::net::TcpListener::bind((ip, p)).await?;
+                let backends = backends.clone();
+                tokio::spawn(async move {
+                    while let Ok((mut inbound, _)) = listener.accept().await {
+                        let target = backends
+                            .lock()
+                            .unwrap()
+                            .get(&(ip, p))
+                            .and_then(|t| t.first().copied());
+                        tokio::spawn(async move {
+                            let Some(target) = target else { return };
+                            if let Ok(mut out) = tokio::net::TcpStream::connect(target).await {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                            }
+                        });
+                    }
+                });
+            }
+        }
+    }
+    *backends.lock().unwrap() = table;
+    *hosts.lock().unwrap() = names;
+    Ok(())
+}
