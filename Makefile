@@ -17,14 +17,16 @@ help: ## List the targets.
 build: ## Build the operator binary.
 	$(CARGO) build --locked
 
-test: tools ## Everything: unit tests, CRD drift, and the real control plane.
+test: tools ## Everything: unit tests, CRD drift, the real control plane, and the end-to-end run.
+	rm -f target/e2e-figures.txt
 	$(CARGO) test --locked --lib --bins --tests
+	@cat target/e2e-figures.txt
 
 test-unit: ## Unit tests and the CRD drift check only (no control plane).
 	$(CARGO) test --locked --lib --bins --test crd_drift
 
 test-cluster: tools ## Only the tests on the real control plane.
-	$(CARGO) test --locked --test control_plane --test operator_without_crd --test stages --test unreadable_stack --test helm_chart
+	$(CARGO) test --locked --test control_plane --test operator_without_crd --test stages --test unreadable_stack --test helm_chart --test node_agent --test e2e
 
 tools: ## Build the test tools (control plane, Sigstore servers, cosign, helm) from the Go module proxy, cached by version; install MariaDB, Redis, faketime (apt) and python-tuf (PyPI).
 	hack/tools.sh all

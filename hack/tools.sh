@@ -43,20 +43,13 @@ build_etcd() {
   log "etcd $ETCD_VERSION built in $((SECONDS - t0))s"
 }
 
-build_kube() {
-  local apis="$BIN/kube-apiserver-$KUBE_VERSION" kcm="$BIN/kube-controller-manager-$KUBE_VERSION"
-  if [[ -x "$apis" && -x "$kcm" ]]; then
-    log "kube $KUBE_VERSION cached"
-    link "kube-apiserver-$KUBE_VERSION" kube-apiserver
-    link "kube-controller-manager-$KUBE_VERSION" kube-controller-manager
-    return
-  fi
-  need_go
-  # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them
-  # with ./staging paths; a wrapper module pins each to its published v0.X.Y tag.
-  local staging="0.${KUBE_VERSION#1.}" minor
-  minor="$(cut -d. -f2 <<<"$KUBE_VERSION")"
+# The wrapper module for k8s.io/kubernetes, made once per version.
+# k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them
+# with ./staging paths; the wrapper pins each to its published v0.X.Y tag.
+kube_module() {
   local dir="$TOOLS_DIR/src/kube-$KUBE_VERSION"
+  if [[ -f "$dir/.ready" ]]; then cd "$dir"; return; fi
+  local staging="0.${KUBE_VERSION#1.}"
   rm -rf "$dir" && mkdir -p "$dir" && cd "$dir"
   go mod init local/kube-tools >/dev/null 2>&1
   go mod download "k8s.io/kubernetes@v$KUBE_VERSION"
@@ -72,25 +65,37 @@ build_kube() {
 package tools
 
 import (
+	_ "k8s.io/kubectl/pkg/cmd"
 	_ "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 )
 GO
   go get "k8s.io/kubernetes@v$KUBE_VERSION" >/dev/null
   go mod tidy >/dev/null
+  touch .ready
+}
+
+build_kube() {
+  local minor name pkg out missing=0
+  minor="$(cut -d. -f2 <<<"$KUBE_VERSION")"
   local ld="-s -w -X k8s.io/component-base/version.gitVersion=v$KUBE_VERSION"
   ld+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
   ld+=" -X k8s.io/component-base/version.gitTreeState=clean"
-  local t0=$SECONDS
-  go build -trimpath -ldflags "$ld" -o "$apis.tmp" k8s.io/kubernetes/cmd/kube-apiserver
-  mv "$apis.tmp" "$apis"
-  log "kube-apiserver $KUBE_VERSION built in $((SECONDS - t0))s"
-  t0=$SECONDS
-  go build -trimpath -ldflags "$ld" -o "$kcm.tmp" k8s.io/kubernetes/cmd/kube-controller-manager
-  mv "$kcm.tmp" "$kcm"
-  log "kube-controller-manager $KUBE_VERSION built in $((SECONDS - t0))s"
-  link "kube-apiserver-$KUBE_VERSION" kube-apiserver
-  link "kube-controller-manager-$KUBE_VERSION" kube-controller-manager
+  # kubectl: the end-to-end test waits with `kubectl wait`, as users do.
+  for name in kube-apiserver kube-controller-manager kubectl; do
+    out="$BIN/$name-$KUBE_VERSION"
+    if [[ -x "$out" ]]; then link "$name-$KUBE_VERSION" "$name"; continue; fi
+    missing=1
+    need_go
+    kube_module
+    pkg="k8s.io/kubernetes/cmd/$name"
+    local t0=$SECONDS
+    go build -trimpath -ldflags "$ld" -o "$out.tmp" "$pkg"
+    mv "$out.tmp" "$out"
+    link "$name-$KUBE_VERSION" "$name"
+    log "$name $KUBE_VERSION built in $((SECONDS - t0))s"
+  done
+  ((missing)) || log "kube $KUBE_VERSION cached"
 }
 
 # go_install NAME VERSION PACKAGE: `go install PACKAGE@vVERSION` into the cache
@@ -130,6 +135,9 @@ need_apt() {
   { command -v mariadbd && command -v mariadb-install-db && command -v mariadb; } >/dev/null ||
     missing+=(mariadb-server mariadb-client)
   command -v redis-server >/dev/null || missing+=(redis-server)
+  # The node agent's network and mount namespaces.
+  { command -v ip && command -v unshare && command -v setpriv && command -v curl; } >/dev/null ||
+    missing+=(iproute2 util-linux curl)
   # libfaketime moves the clock of the operator and a TUF client in the
   # expiry tests.
   [[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 || -e /usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1 ]] ||

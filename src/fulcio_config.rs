@@ -15,6 +15,12 @@ use crate::api::{FulcioSpec, IssuerType};
 /// The audience Fulcio expects on Kubernetes service-account tokens.
 pub const CLUSTER_CLIENT_ID: &str = "sigstore";
 
+/// The in-cluster API server URL. Fulcio 1.8 trusts the cluster's CA
+/// (`/var/run/fulcio/ca.crt`) for a `kubernetes` issuer only when its
+/// config also lists this URL, so it is listed beside any other cluster
+/// issuer (KinD's is `https://kubernetes.default.svc.cluster.local`).
+pub const IN_CLUSTER_ISSUER: &str = "https://kubernetes.default.svc";
+
 /// One entry of `oidc-issuers`, as Fulcio 1.8 reads it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -41,14 +47,16 @@ pub fn issuers(spec: &FulcioSpec, cluster_issuer: Option<&str>) -> BTreeMap<Stri
     if spec.trust_cluster_issuer
         && let Some(url) = cluster_issuer
     {
-        out.insert(
-            url.to_owned(),
-            IssuerEntry {
-                issuer_url: url.to_owned(),
-                client_id: CLUSTER_CLIENT_ID.to_owned(),
-                issuer_type: IssuerType::Kubernetes,
-            },
-        );
+        for url in [url, IN_CLUSTER_ISSUER] {
+            out.insert(
+                url.to_owned(),
+                IssuerEntry {
+                    issuer_url: url.to_owned(),
+                    client_id: CLUSTER_CLIENT_ID.to_owned(),
+                    issuer_type: IssuerType::Kubernetes,
+                },
+            );
+        }
     }
     for i in &spec.oidc_issuers {
         out.insert(
@@ -124,6 +132,12 @@ mod tests {
         );
         assert_eq!(entry["client-id"], "sigstore");
         assert_eq!(entry["type"], "kubernetes");
+        // Without this entry Fulcio 1.8 would not trust the cluster's CA
+        // when it fetches the issuer's discovery document.
+        assert_eq!(
+            v["oidc-issuers"]["https://kubernetes.default.svc"]["type"],
+            "kubernetes"
+        );
     }
 
     #[test]
@@ -144,7 +158,7 @@ mod tests {
             ..FulcioSpec::default()
         };
         let all = issuers(&spec, Some("https://cluster.example"));
-        assert_eq!(all.len(), 2);
+        assert_eq!(all.len(), 3, "the spec's two and the in-cluster URL");
         assert_eq!(all["https://cluster.example"].client_id, "other-audience");
         let v = parsed(&render(&spec, Some("https://cluster.example")).unwrap());
         assert_eq!(

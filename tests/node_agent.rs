@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
@@ -22,16 +22,6 @@ use support::{
 };
 
 const WAIT: Duration = Duration::from_secs(90);
-
-fn images() -> Images {
-    Images {
-        entrypoints: BTreeMap::new(),
-        paths: BTreeMap::from([(
-            "/usr/local/bin/sigstore-operator".to_owned(),
-            env!("CARGO_BIN_EXE_sigstore-operator").to_owned(),
-        )]),
-    }
-}
 
 async fn create<K>(client: &Client, ns: &str, body: Value)
 where
@@ -104,7 +94,8 @@ async fn pods_run_with_their_network_mounts_and_identity() {
     let cp = cluster_control_plane();
     let client = cp.client().await;
     let ns = TestNamespace::new(&client, "node").await;
-    let agent = NodeAgent::start(client.clone(), &ns.name, images(), cp.server.clone()).await;
+    let agent =
+        NodeAgent::start(client.clone(), &ns.name, Images::local(), cp.server.clone()).await;
 
     let (deployment, service) = web("web", "files");
     create::<Deployment>(&client, &ns.name, deployment).await;
@@ -186,4 +177,38 @@ async fn pods_run_with_their_network_mounts_and_identity() {
         .unwrap_or_default()
     );
     assert!(agent.started.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+
+    // A deleted Pod's processes stop; its ReplicaSet's next Pod serves.
+    let old = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let old_ip = old.status.unwrap().pod_ip.unwrap();
+    let old_name = old.metadata.name.unwrap();
+    pods.delete(&old_name, &Default::default()).await.unwrap();
+    eventually("the deleted Pod gone", WAIT, || async {
+        pods.get_opt(&old_name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let refused = tokio::net::TcpStream::connect(format!("{old_ip}:8080")).await;
+    assert!(
+        refused.is_err(),
+        "nothing serves at the deleted Pod's address"
+    );
+    eventually("Deployment web Available again", WAIT, || async {
+        let list = pods
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .ok()?;
+        let ready = list.items.iter().any(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        });
+        ready.then_some(())
+    })
+    .await;
 }

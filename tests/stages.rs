@@ -504,11 +504,20 @@ async fn stages_feed_the_real_servers() {
     )
     .unwrap();
     let (fulcio_port, grpc_port, metrics_port) = (port(), port(), port());
-    // Fulcio fetches the issuer's discovery document and keys over TLS:
-    // it trusts the test API server's CA (Go reads SSL_CERT_FILE).
+    // Fulcio fetches the issuer's discovery document and keys over TLS,
+    // trusting the cluster CA at /var/run/fulcio/ca.crt as in its Pod: a
+    // mount namespace of its own binds the test API server's CA there.
+    let ca_dir = mount_dir(&format!("{}-fulcio-ca-crt", ns.name));
+    std::fs::copy(cp.serving_ca(), ca_dir.join("ca.crt")).unwrap();
     let fulcio_args = |fulcio_ca: &Data| {
         vec![
-            format!("SSL_CERT_FILE={}", cp.serving_ca().display()),
+            "--mount".into(),
+            "--propagation".into(),
+            "private".into(),
+            "sh".into(),
+            "-c".into(),
+            "mkdir -p /var/run/fulcio && mount --bind \"$0\" /var/run/fulcio && exec \"$@\"".into(),
+            ca_dir.display().to_string(),
             built("fulcio").display().to_string(),
             "serve".into(),
             "--ca=fileca".into(),
@@ -524,8 +533,8 @@ async fn stages_feed_the_real_servers() {
             format!("--config-path={}", config.display()),
         ]
     };
-    let env = std::path::Path::new("/usr/bin/env");
-    let fulcio_pid = serve("fulcio", env, &fulcio_args(&fulcio_ca), fulcio_port);
+    let unshare = std::path::Path::new("/usr/bin/unshare");
+    let fulcio_pid = serve("fulcio", unshare, &fulcio_args(&fulcio_ca), fulcio_port);
     let served = get_text(format!("http://127.0.0.1:{fulcio_port}/api/v1/rootCert")).await;
     assert_eq!(
         ders(&served),
@@ -683,7 +692,7 @@ async fn stages_feed_the_real_servers() {
         sigstore_operator::fulcio_config::render(&spec, Some(&cluster_issuer)).unwrap(),
     )
     .unwrap();
-    serve("fulcio", env, &fulcio_args(&new_ca), fulcio_port);
+    serve("fulcio", unshare, &fulcio_args(&new_ca), fulcio_port);
     let root_v2 = trusted_root(
         Some(&root_v1),
         &material(&client, &ns.name, &urls).await,

@@ -20,6 +20,9 @@ pub fn url(owner: &meta::Owner) -> String {
     format!("http://{}", owner.host_of(REKOR))
 }
 
+/// Where Rekor keeps attestations: an emptyDir mounted there.
+const ATTESTATIONS: &str = "/var/run/attestations";
+
 /// Rekor's and Redis's objects.
 pub fn objects(inputs: &Inputs<'_>) -> Vec<Object> {
     let owner = &inputs.owner;
@@ -67,7 +70,8 @@ pub fn objects(inputs: &Inputs<'_>) -> Vec<Object> {
             "--enable_retrieve_api=true".into(),
             "--log_type=prod".into(),
             "--enable_attestation_storage=true".into(),
-            "--attestation_storage_bucket=file:///tmp/attestations".into(),
+            // The directory must exist: Rekor refuses to start otherwise.
+            format!("--attestation_storage_bucket=file://{ATTESTATIONS}"),
         ],
         &[("http", PORT)],
     );
@@ -82,12 +86,14 @@ pub fn objects(inputs: &Inputs<'_>) -> Vec<Object> {
     rekor.volume_mounts = Some(vec![
         mount("signer", SIGNER_DIR, false),
         mount("tmp", "/tmp", true),
+        mount("attestations", ATTESTATIONS, true),
     ]);
     let rekor_pod = PodSpec {
         containers: vec![rekor],
         volumes: Some(vec![
             secret_volume("signer", &signer, &[("private", "private")]),
             scratch("tmp"),
+            scratch("attestations"),
         ]),
         ..PodSpec::default()
     };

@@ -86,6 +86,50 @@ impl Images {
     }
 }
 
+impl Images {
+    /// The table for the operator's images: each pinned image of
+    /// `src/build/images.rs` → the program built from the Go module proxy
+    /// or installed from apt; the operator's own image → this binary.
+    pub fn local() -> Self {
+        use sigstore_operator::build::images as pinned;
+        let tool = |name: &str| super::servers::built(name).display().to_string();
+        let script = |name: &str| {
+            super::repo_root()
+                .join("tests/support/images")
+                .join(name)
+                .display()
+                .to_string()
+        };
+        let entrypoints = [
+            (pinned::MARIADB, vec!["sh".to_owned(), script("mariadb.sh")]),
+            (
+                pinned::TRILLIAN_LOG_SERVER,
+                vec![tool("trillian_log_server")],
+            ),
+            (
+                pinned::TRILLIAN_LOG_SIGNER,
+                vec![tool("trillian_log_signer")],
+            ),
+            // The image's entrypoint runs redis-server for `--` args.
+            (pinned::REDIS, vec!["redis-server".to_owned()]),
+            (pinned::REKOR, vec![tool("rekor-server")]),
+            (pinned::CTLOG, vec![tool("ct_server")]),
+            (pinned::FULCIO, vec![tool("fulcio")]),
+            (pinned::TSA, vec![tool("timestamp-server")]),
+        ]
+        .into_iter()
+        .map(|(image, argv)| (repository(image), argv))
+        .collect();
+        Self {
+            entrypoints,
+            paths: BTreeMap::from([(
+                sigstore_operator::build::stages::BINARY.to_owned(),
+                env!("CARGO_BIN_EXE_sigstore-operator").to_owned(),
+            )]),
+        }
+    }
+}
+
 /// `registry/repo` of an image reference, without tag or digest.
 pub fn repository(image: &str) -> String {
     let no_digest = image.split('@').next().unwrap_or(image);
@@ -114,8 +158,14 @@ struct PodRun {
     netns: String,
     ip: Ipv4Addr,
     dir: PathBuf,
-    namespace: String,
     children: Vec<(String, Child)>,
+    started_at: String,
+    /// The status last written, so only changes are written.
+    last_status: String,
+    /// Container name → restarts.
+    restarts: BTreeMap<String, u32>,
+    /// Watch passes so far (volumes are refreshed every few).
+    passes: u32,
 }
 
 fn sh(cmd: &str) -> Result<(), String> {
@@ -194,23 +244,35 @@ impl NodeAgent {
         let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let backends: Backends = Arc::new(Mutex::new(HashMap::new()));
         let hosts = Arc::new(Mutex::new(String::new()));
+        // The Service proxy is up before any Pod starts, as a node's
+        // kube-proxy is: a stage Pod dials the API server at once.
+        let api: SocketAddr = api_server
+            .trim_start_matches("https://")
+            .parse()
+            .expect("the API server's address");
+        let mut listening = BTreeSet::new();
+        services_pass(&client, &backends, &hosts, &mut listening, api)
+            .await
+            .expect("the Service proxy's first pass");
         let proxy = tokio::spawn(services(
             client.clone(),
             backends,
             hosts.clone(),
-            api_server,
+            listening,
+            api,
         ));
-        let agent = Agent {
+        let agent = Arc::new(Agent {
             client,
             ns: namespace.to_owned(),
             images,
             state: state.clone(),
             started: started.clone(),
             hosts,
-        };
+        });
         let task = tokio::spawn(async move {
+            let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
             loop {
-                if let Err(e) = agent.pass().await {
+                if let Err(e) = agent.pass(&mut tasks).await {
                     eprintln!("node agent: {e:#}");
                 }
                 tokio::time::sleep(Duration::from_millis(300)).await;
@@ -273,51 +335,92 @@ impl Agent {
         Api::namespaced(self.client.clone(), &self.ns)
     }
 
-    async fn pass(&self) -> anyhow::Result<()> {
+    /// Binds new Pods, gives each bound Pod a task of its own (one Pod's
+    /// init container may wait for another Pod), and stops what ran for
+    /// Pods that are deleted.
+    async fn pass(
+        self: &Arc<Self>,
+        tasks: &mut HashMap<String, JoinHandle<()>>,
+    ) -> anyhow::Result<()> {
         let pods = self.pods().list(&ListParams::default()).await?.items;
         let names: BTreeSet<String> = pods.iter().map(|p| p.name_any()).collect();
-        // Pods gone from the API: stop what ran for them.
-        let gone: Vec<PodRun> = {
-            let mut s = self.state.lock().unwrap();
-            let keys: Vec<String> = s
-                .pods
-                .keys()
-                .filter(|k| !names.contains(*k))
-                .cloned()
-                .collect();
-            keys.into_iter().filter_map(|k| s.pods.remove(&k)).collect()
-        };
-        gone.into_iter().for_each(stop_pod);
+        for name in tasks
+            .keys()
+            .filter(|k| !names.contains(*k))
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            self.stop(&name, tasks);
+        }
         for pod in pods {
             let name = pod.name_any();
             if pod.metadata.deletion_timestamp.is_some() {
-                let run = self.state.lock().unwrap().pods.remove(&name);
-                if let Some(run) = run {
-                    stop_pod(run);
-                }
+                self.stop(&name, tasks);
                 let _ = self
                     .pods()
                     .delete(&name, &DeleteParams::default().grace_period(0))
                     .await;
                 continue;
             }
-            let spec = pod.spec.clone().unwrap_or_default();
-            if spec.node_name.is_none() {
+            if pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_ref())
+                .is_none()
+            {
                 self.bind(&name).await?;
                 continue;
             }
             let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
-            if matches!(phase.as_deref(), Some("Succeeded" | "Failed")) {
+            if matches!(phase.as_deref(), Some("Succeeded" | "Failed")) || tasks.contains_key(&name)
+            {
                 continue;
             }
-            let running = self.state.lock().unwrap().pods.contains_key(&name);
-            if running {
-                self.watch_pod(&pod).await?;
-            } else {
-                self.start_pod(&pod).await?;
-            }
+            let agent = self.clone();
+            let pod_name = name.clone();
+            tasks.insert(
+                name,
+                tokio::spawn(async move { agent.run_pod(pod_name).await }),
+            );
         }
         Ok(())
+    }
+
+    fn stop(&self, name: &str, tasks: &mut HashMap<String, JoinHandle<()>>) {
+        if let Some(t) = tasks.remove(name) {
+            t.abort();
+        }
+        let run = self.state.lock().unwrap().pods.remove(name);
+        if let Some(run) = run {
+            stop_pod(run);
+        }
+    }
+
+    /// One Pod's life: wait for its references, start it, then watch it
+    /// until it finishes (or its task is aborted on deletion).
+    async fn run_pod(self: Arc<Self>, name: String) {
+        loop {
+            let pod = match self.pods().get_opt(&name).await {
+                Ok(Some(p)) if p.metadata.deletion_timestamp.is_none() => p,
+                Ok(_) => return,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let running = self.state.lock().unwrap().pods.contains_key(&name);
+            let result = if running {
+                self.watch_pod(&pod).await
+            } else {
+                self.start_pod(&pod).await.map(|()| false)
+            };
+            match result {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => eprintln!("node agent: Pod {name}: {e:#}"),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     async fn bind(&self, pod: &str) -> anyhow::Result<()> {
@@ -420,8 +523,11 @@ impl Agent {
                 netns: netns.clone(),
                 ip,
                 dir: dir.clone(),
-                namespace: self.ns.clone(),
                 children: Vec::new(),
+                started_at: Timestamp::now().to_string(),
+                last_status: String::new(),
+                restarts: BTreeMap::new(),
+                passes: 0,
             },
         );
         for init in spec.init_containers.iter().flatten() {
@@ -464,20 +570,49 @@ impl Agent {
         );
     }
 
-    /// Checks the Pod's processes and probes; reports status; restarts
-    /// exited containers of `restartPolicy: Always` Pods.
-    async fn watch_pod(&self, pod: &Pod) -> anyhow::Result<()> {
+    /// Checks the Pod's processes and probes; refreshes its ConfigMap and
+    /// Secret volumes as the kubelet does; reports status when it changed;
+    /// restarts exited containers of `restartPolicy: Always` Pods. `true`
+    /// once the Pod has finished.
+    async fn watch_pod(&self, pod: &Pod) -> anyhow::Result<bool> {
         let name = pod.name_any();
         let spec = pod.spec.clone().unwrap_or_default();
         let restart_always = spec.restart_policy.as_deref().unwrap_or("Always") == "Always";
-        let (ip, netns, dir) = {
-            let s = self.state.lock().unwrap();
-            let Some(run) = s.pods.get(&name) else {
-                return Ok(());
+        let user = spec
+            .security_context
+            .as_ref()
+            .and_then(|s| s.run_as_user)
+            .unwrap_or(0);
+        let (ip, netns, dir, started_at, passes) = {
+            let mut s = self.state.lock().unwrap();
+            let Some(run) = s.pods.get_mut(&name) else {
+                return Ok(false);
             };
-            (run.ip, run.netns.clone(), run.dir.clone())
+            run.passes += 1;
+            (
+                run.ip,
+                run.netns.clone(),
+                run.dir.clone(),
+                run.started_at.clone(),
+                run.passes,
+            )
         };
         self.write_hosts(&PathBuf::from(format!("/etc/netns/{netns}")), &name, ip);
+        // The kubelet syncs volumes periodically, not at once.
+        let volumes = if passes % 6 == 0 {
+            let v = self.volumes(pod, &dir).await?;
+            let _ = sh(&format!(
+                "chown -R {user}:{user} {}",
+                quote(&dir.join("volumes").display().to_string())
+            ));
+            v
+        } else {
+            spec.volumes
+                .iter()
+                .flatten()
+                .map(|v| (v.name.clone(), self.volume_dir(v, &dir)))
+                .collect()
+        };
         let mut exits: Vec<(String, i32)> = Vec::new();
         {
             let mut s = self.state.lock().unwrap();
@@ -492,6 +627,14 @@ impl Agent {
         let mut statuses = Vec::new();
         let mut all_ready = true;
         for c in &spec.containers {
+            let restarts = self
+                .state
+                .lock()
+                .unwrap()
+                .pods
+                .get(&name)
+                .and_then(|r| r.restarts.get(&c.name).copied())
+                .unwrap_or(0);
             let exited = exits
                 .iter()
                 .find(|(n, _)| n == &c.name)
@@ -499,32 +642,34 @@ impl Agent {
             if let Some(code) = exited {
                 all_ready = false;
                 if restart_always {
-                    let volumes = self.volumes(pod, &dir).await?;
-                    let user = spec
-                        .security_context
-                        .as_ref()
-                        .and_then(|s| s.run_as_user)
-                        .unwrap_or(0);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    // The kubelet's back-off, shortened.
+                    tokio::time::sleep(Duration::from_secs(2)).await;
                     let child = self.spawn(pod, c, &netns, &dir, &volumes, user).await?;
                     if let Some(run) = self.state.lock().unwrap().pods.get_mut(&name) {
                         run.children.retain(|(n, _)| n != &c.name);
                         run.children.push((c.name.clone(), child));
+                        *run.restarts.entry(c.name.clone()).or_default() += 1;
                     }
-                    eprintln!("node agent: {name}/{} exited {code}; restarted", c.name);
+                    statuses.push(json!({"name": c.name, "ready": false, "started": false,
+                        "restartCount": restarts + 1, "image": c.image, "imageID": "",
+                        "lastState": {"terminated": {"exitCode": code, "reason": "Error"}},
+                        "state": {"running": {"startedAt": Timestamp::now().to_string()}}}));
                     continue;
                 }
-                statuses.push(json!({"name": c.name, "ready": false, "restartCount": 0,
+                statuses.push(
+                    json!({"name": c.name, "ready": false, "restartCount": restarts,
                     "image": c.image, "imageID": "",
                     "state": {"terminated": {"exitCode": code,
                         "reason": if code == 0 { "Completed" } else { "Error" },
-                        "finishedAt": Timestamp::now().to_string()}}}));
+                        "finishedAt": Timestamp::now().to_string()}}}),
+                );
                 continue;
             }
             let ready = probe(c, ip).await;
             all_ready &= ready;
-            statuses.push(json!({"name": c.name, "ready": ready, "started": true, "restartCount": 0,
-                "image": c.image, "imageID": "", "state": {"running": {"startedAt": Timestamp::now().to_string()}}}));
+            statuses.push(json!({"name": c.name, "ready": ready, "started": true,
+                "restartCount": restarts, "image": c.image, "imageID": "",
+                "state": {"running": {"startedAt": started_at}}}));
         }
         if !restart_always && exits.len() == spec.containers.len() {
             let failed = exits.iter().any(|(_, code)| *code != 0);
@@ -539,35 +684,33 @@ impl Agent {
                        "containerStatuses": statuses}),
             )
             .await?;
-            return Ok(());
+            return Ok(true);
         }
-        let was_ready = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-        if was_ready != all_ready
-            || pod
-                .status
-                .as_ref()
-                .and_then(|s| s.container_statuses.as_ref())
-                .is_none()
-        {
-            let status = if all_ready { "True" } else { "False" };
-            let now = Timestamp::now().to_string();
-            self.status(
-                &name,
-                json!({"phase": "Running", "podIP": ip.to_string(), "podIPs": [{"ip": ip.to_string()}],
-                    "conditions": [
-                        {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                        {"type": "Initialized", "status": "True", "lastTransitionTime": now},
-                        {"type": "ContainersReady", "status": status, "lastTransitionTime": now},
-                        {"type": "Ready", "status": status, "lastTransitionTime": now}],
-                    "containerStatuses": statuses}),
-            )
-            .await?;
+        let ready = if all_ready { "True" } else { "False" };
+        let status = json!({"phase": "Running", "hostIP": GATEWAY, "podIP": ip.to_string(),
+            "podIPs": [{"ip": ip.to_string()}], "startTime": started_at,
+            "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": started_at},
+                {"type": "Initialized", "status": "True", "lastTransitionTime": started_at},
+                {"type": "ContainersReady", "status": ready},
+                {"type": "Ready", "status": ready}],
+            "containerStatuses": statuses});
+        let text = status.to_string();
+        let changed = self
+            .state
+            .lock()
+            .unwrap()
+            .pods
+            .get_mut(&name)
+            .is_some_and(|r| {
+                let changed = r.last_status != text;
+                r.last_status = text;
+                changed
+            });
+        if changed {
+            self.status(&name, status).await?;
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Materializes every volume: name → host directory.
@@ -615,12 +758,15 @@ impl Agent {
             } else if let Some(p) = &v.projected {
                 for source in p.sources.iter().flatten() {
                     if let Some(t) = &source.service_account_token {
-                        files.push((
-                            t.path.clone(),
-                            self.token(pod, t.audience.clone(), t.expiration_seconds)
-                                .await?
-                                .into_bytes(),
-                        ));
+                        // Written once per Pod: tokens outlive these tests.
+                        if !path.join(&t.path).exists() {
+                            files.push((
+                                t.path.clone(),
+                                self.token(pod, t.audience.clone(), t.expiration_seconds)
+                                    .await?
+                                    .into_bytes(),
+                            ));
+                        }
                     }
                     if let Some(c) = &source.config_map {
                         let data = cms
@@ -646,11 +792,22 @@ impl Agent {
                     }
                 }
             } else if v.persistent_volume_claim.is_some() {
-                // Local storage: a directory that lives as long as the test.
-                let claim = logs_dir().join("claims").join(&v.name);
+                let claim = self.volume_dir(v, dir);
                 std::fs::create_dir_all(&claim)?;
                 out.insert(v.name.clone(), claim);
                 continue;
+            }
+            let whole = v.secret.as_ref().is_some_and(|s| s.items.is_none())
+                || v.config_map.as_ref().is_some_and(|c| c.items.is_none());
+            if whole {
+                // Keys removed from the object disappear from the volume.
+                let keep: BTreeSet<&str> = files.iter().map(|(k, _)| k.as_str()).collect();
+                for entry in std::fs::read_dir(&path)?.flatten() {
+                    let n = entry.file_name().to_string_lossy().into_owned();
+                    if !keep.contains(n.as_str()) {
+                        let _ = std::fs::remove_file(entry.path());
+                    }
+                }
             }
             // emptyDir and the rest: an empty directory.
             for (rel, bytes) in files {
@@ -663,6 +820,17 @@ impl Agent {
             out.insert(v.name.clone(), path);
         }
         Ok(out)
+    }
+
+    /// Where volume `v` of the Pod in `dir` lives on this host: a claim
+    /// is local storage that outlives its Pods, the rest are the Pod's.
+    fn volume_dir(&self, v: &k8s_openapi::api::core::v1::Volume, dir: &Path) -> PathBuf {
+        match &v.persistent_volume_claim {
+            Some(c) => logs_dir()
+                .join("claims")
+                .join(format!("{}-{}", self.ns, c.claim_name)),
+            None => dir.join("volumes").join(&v.name),
+        }
     }
 
     async fn token(
@@ -873,13 +1041,9 @@ async fn services(
     client: Client,
     backends: Backends,
     hosts: Arc<Mutex<String>>,
-    api_server: String,
+    mut listening: BTreeSet<(Ipv4Addr, u16)>,
+    api: SocketAddr,
 ) {
-    let mut listening: BTreeSet<(Ipv4Addr, u16)> = BTreeSet::new();
-    let api: SocketAddr = api_server
-        .trim_start_matches("https://")
-        .parse()
-        .expect("the API server's address");
     loop {
         if let Err(e) = services_pass(&client, &backends, &hosts, &mut listening, api).await {
             eprintln!("node agent proxy: {e:#}");
