@@ -26,7 +26,7 @@ test-unit: ## Unit tests and the CRD drift check only (no control plane).
 	$(CARGO) test --locked --lib --bins --test crd_drift
 
 test-cluster: tools ## Only the tests on the real control plane.
-	$(CARGO) test --locked --test control_plane --test operator_without_crd --test stages --test unreadable_stack --test helm_chart --test node_agent --test e2e
+	$(CARGO) test --locked --test control_plane --test operator_without_crd --test stages --test unreadable_stack --test helm_chart --test node_agent --test e2e --test action
 
 tools: ## Build the test tools (control plane, Sigstore servers, cosign, helm) from the Go module proxy, cached by version; install MariaDB, Redis, faketime (apt) and python-tuf (PyPI).
 	hack/tools.sh all

@@ -70,8 +70,13 @@ async fn sample_stack_becomes_ready_and_cosign_signs_against_it() {
     let cp = cluster_control_plane();
     let client = cp.client().await;
     let ns = TestNamespace::new(&client, "e2e").await;
-    let agent =
-        NodeAgent::start(client.clone(), &ns.name, Images::local(), cp.server.clone()).await;
+    let agent = NodeAgent::start(
+        client.clone(),
+        &[&ns.name],
+        Images::local(),
+        cp.server.clone(),
+    )
+    .await;
     let user = format!("operator-{}", ns.name);
     support::bind_operator_role(&client, &user).await;
     let _operator = support::Operator::start(

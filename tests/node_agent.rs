@@ -94,8 +94,13 @@ async fn pods_run_with_their_network_mounts_and_identity() {
     let cp = cluster_control_plane();
     let client = cp.client().await;
     let ns = TestNamespace::new(&client, "node").await;
-    let agent =
-        NodeAgent::start(client.clone(), &ns.name, Images::local(), cp.server.clone()).await;
+    let agent = NodeAgent::start(
+        client.clone(),
+        &[&ns.name],
+        Images::local(),
+        cp.server.clone(),
+    )
+    .await;
 
     let (deployment, service) = web("web", "files");
     create::<Deployment>(&client, &ns.name, deployment).await;

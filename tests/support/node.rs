@@ -116,6 +116,11 @@ impl Images {
             (pinned::CTLOG, vec![tool("ct_server")]),
             (pinned::FULCIO, vec![tool("fulcio")]),
             (pinned::TSA, vec![tool("timestamp-server")]),
+            // The operator's own image, as config/manager names it.
+            (
+                "sigstore-operator:dev",
+                vec![env!("CARGO_BIN_EXE_sigstore-operator").to_owned()],
+            ),
         ]
         .into_iter()
         .map(|(image, argv)| (repository(image), argv))
@@ -141,9 +146,9 @@ pub fn repository(image: &str) -> String {
 
 /// The running agent; stops every process and namespace when dropped.
 pub struct NodeAgent {
-    task: JoinHandle<()>,
+    agents: Vec<JoinHandle<()>>,
     proxy: JoinHandle<()>,
-    state: Arc<Mutex<State>>,
+    states: Vec<Arc<Mutex<State>>>,
     /// How many container processes it started.
     pub started: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -151,7 +156,6 @@ pub struct NodeAgent {
 #[derive(Default)]
 struct State {
     pods: HashMap<String, PodRun>,
-    next_ip: u8,
 }
 
 struct PodRun {
@@ -206,7 +210,7 @@ impl NodeAgent {
     /// Services of every namespace).
     pub async fn start(
         client: Client,
-        namespace: &str,
+        namespaces: &[&str],
         images: Images,
         api_server: String,
     ) -> Self {
@@ -237,10 +241,7 @@ impl NodeAgent {
             )
             .await
             .expect("Node status");
-        let state = Arc::new(Mutex::new(State {
-            next_ip: 2,
-            ..State::default()
-        }));
+        let ips = Arc::new(std::sync::atomic::AtomicU8::new(2));
         let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let backends: Backends = Arc::new(Mutex::new(HashMap::new()));
         let hosts = Arc::new(Mutex::new(String::new()));
@@ -261,27 +262,36 @@ impl NodeAgent {
             listening,
             api,
         ));
-        let agent = Arc::new(Agent {
-            client,
-            ns: namespace.to_owned(),
-            images,
-            state: state.clone(),
-            started: started.clone(),
-            hosts,
-        });
-        let task = tokio::spawn(async move {
-            let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
-            loop {
-                if let Err(e) = agent.pass(&mut tasks).await {
-                    eprintln!("node agent: {e:#}");
+        // One kubelet loop per namespace served, sharing the node's
+        // addresses, counters and Service names.
+        let mut agents = Vec::new();
+        let mut states = Vec::new();
+        for ns in namespaces {
+            let state = Arc::new(Mutex::new(State::default()));
+            states.push(state.clone());
+            let agent = Arc::new(Agent {
+                client: client.clone(),
+                ns: (*ns).to_owned(),
+                images: images.clone(),
+                state,
+                started: started.clone(),
+                hosts: hosts.clone(),
+                ips: ips.clone(),
+            });
+            agents.push(tokio::spawn(async move {
+                let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
+                loop {
+                    if let Err(e) = agent.pass(&mut tasks).await {
+                        eprintln!("node agent: {e:#}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-        });
+            }));
+        }
         Self {
-            task,
+            agents,
             proxy,
-            state,
+            states,
             started,
         }
     }
@@ -289,11 +299,13 @@ impl NodeAgent {
 
 impl Drop for NodeAgent {
     fn drop(&mut self) {
-        self.task.abort();
+        self.agents.iter().for_each(JoinHandle::abort);
         self.proxy.abort();
-        if let Ok(mut s) = self.state.lock() {
-            for (_, run) in s.pods.drain() {
-                stop_pod(run);
+        for state in &self.states {
+            if let Ok(mut s) = state.lock() {
+                for (_, run) in s.pods.drain() {
+                    stop_pod(run);
+                }
             }
         }
         network_down();
@@ -324,6 +336,7 @@ struct Agent {
     state: Arc<Mutex<State>>,
     started: Arc<std::sync::atomic::AtomicUsize>,
     hosts: Arc<Mutex<String>>,
+    ips: Arc<std::sync::atomic::AtomicU8>,
 }
 
 fn quote(s: &str) -> String {
@@ -482,12 +495,8 @@ impl Agent {
         let dir = logs_dir().join("pods").join(format!("{}-{name}", self.ns));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        let ip = {
-            let mut s = self.state.lock().unwrap();
-            let ip = Ipv4Addr::new(10, 244, 0, s.next_ip);
-            s.next_ip = s.next_ip.wrapping_add(1).max(2);
-            ip
-        };
+        let n = self.ips.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let ip = Ipv4Addr::new(10, 244, 0, n.max(2));
         let veth = format!("sov{short}");
         sh(&format!(
             "ip netns add {netns} && ip link add {veth} type veth peer name eth0 netns {netns} && \

@@ -1,0 +1,172 @@
+//! The GitHub Action's logic (`hack/stack-up.sh`), everything but making
+//! the cluster: on the real control plane with the node agent, it installs
+//! the operator from `config/default` (the operator then runs in-cluster,
+//! in a Pod), brings a stack up, and exports what tests need; cosign signs
+//! and verifies with nothing but those variables.
+
+mod support;
+
+use std::{collections::BTreeMap, path::Path, process::Stdio};
+
+use base64::Engine;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use serde_json::Value;
+use support::{
+    CLUSTER_ISSUER, TestNamespace, cluster_control_plane,
+    node::{Images, NodeAgent},
+    servers::built,
+};
+
+async fn run(program: &Path, args: &[&str], env: &[(&str, String)]) -> (bool, String) {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .envs(env.iter().map(|(k, v)| (*k, v)))
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A JWT's claims.
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .expect("base64url claims");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stack_up_script_installs_brings_up_and_exports() {
+    let cp = cluster_control_plane();
+    let client = cp.client().await;
+    let ns = TestNamespace::new(&client, "action").await;
+    let _agent = NodeAgent::start(
+        client.clone(),
+        &["sigstore-operator-system", &ns.name],
+        Images::local(),
+        cp.server.clone(),
+    )
+    .await;
+    let out_dir = support::logs_dir().join(format!("{}-out", ns.name));
+    let script = support::repo_root().join("hack/stack-up.sh");
+    let (ok, log) = run(
+        Path::new("bash"),
+        &[&script.display().to_string()],
+        &[
+            ("KUBECTL", built("kubectl").display().to_string()),
+            ("KUBECONFIG", cp.kubeconfig.display().to_string()),
+            ("STACK_NAME", "ci".into()),
+            ("STACK_NAMESPACE", ns.name.clone()),
+            // A YAML spec, as an Action input would carry it.
+            (
+                "STACK_SPEC",
+                "tuf:\n  expiry:\n    timestamp: 2h\n    snapshot: 4h\n".into(),
+            ),
+            ("EXPOSE", "cluster-ip".into()),
+            ("WAIT_TIMEOUT", "5m".into()),
+            ("OUT_DIR", out_dir.display().to_string()),
+            ("HOME", out_dir.display().to_string()),
+        ],
+    )
+    .await;
+    assert!(ok, "hack/stack-up.sh failed:\n{log}");
+    assert!(!log.contains("OIDC_TOKEN=ey"), "the token is not printed");
+
+    // The operator ran in its own Pod, from config/default.
+    let operator = Api::<Deployment>::namespaced(client.clone(), "sigstore-operator-system")
+        .get("sigstore-operator")
+        .await
+        .unwrap();
+    assert_eq!(operator.status.unwrap().available_replicas, Some(1));
+
+    let env: BTreeMap<String, String> = std::fs::read_to_string(out_dir.join("env"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    for key in [
+        "FULCIO_URL",
+        "REKOR_URL",
+        "CTLOG_URL",
+        "TSA_URL",
+        "TUF_MIRROR",
+        "TUF_ROOT",
+        "TRUSTED_ROOT",
+        "ISSUER_URL",
+        "OIDC_TOKEN",
+    ] {
+        assert!(
+            env.get(key).is_some_and(|v| !v.is_empty()),
+            "{key}: {env:?}"
+        );
+    }
+    assert_eq!(env["ISSUER_URL"], CLUSTER_ISSUER);
+    assert!(env["CTLOG_URL"].ends_with("/sigstorescaffolding"));
+    let token = claims(&env["OIDC_TOKEN"]);
+    assert_eq!(token["iss"], CLUSTER_ISSUER);
+    assert_eq!(token["aud"][0], "sigstore");
+    let root: Value =
+        serde_json::from_str(&std::fs::read_to_string(&env["TUF_ROOT"]).unwrap()).unwrap();
+    assert_eq!(root["signed"]["_type"], "root");
+    let ct = reqwest::get(format!("{}/ct/v1/get-roots", env["CTLOG_URL"]))
+        .await
+        .unwrap();
+    assert!(ct.status().is_success(), "the CT log answers at CTLOG_URL");
+    let (ok, fresh) = run(Path::new(&env["OIDC_TOKEN_COMMAND"]), &[], &[]).await;
+    assert!(ok, "{fresh}");
+    assert_eq!(claims(fresh.trim())["aud"][0], "sigstore");
+
+    // cosign with nothing but the exported variables.
+    let blob = out_dir.join("blob.txt");
+    std::fs::write(&blob, "signed in CI\n").unwrap();
+    let token_file = out_dir.join("token");
+    std::fs::write(&token_file, &env["OIDC_TOKEN"]).unwrap();
+    let bundle = out_dir.join("blob.sigstore.json");
+    let cosign = built("cosign");
+    let home = [("HOME", out_dir.display().to_string())];
+    let (ok, log) = run(
+        &cosign,
+        &[
+            "sign-blob",
+            "--yes",
+            "--new-bundle-format",
+            &format!("--trusted-root={}", env["TRUSTED_ROOT"]),
+            &format!("--fulcio-url={}", env["FULCIO_URL"]),
+            &format!("--rekor-url={}", env["REKOR_URL"]),
+            &format!("--timestamp-server-url={}", env["TSA_URL"]),
+            &format!("--identity-token={}", token_file.display()),
+            &format!("--bundle={}", bundle.display()),
+            &blob.display().to_string(),
+        ],
+        &home,
+    )
+    .await;
+    assert!(ok, "cosign sign-blob failed:\n{log}");
+    let (ok, log) = run(
+        &cosign,
+        &[
+            "verify-blob",
+            &format!("--trusted-root={}", env["TRUSTED_ROOT"]),
+            &format!("--bundle={}", bundle.display()),
+            &format!("--certificate-identity={}", env["SIGNER_IDENTITY"]),
+            &format!("--certificate-oidc-issuer={}", env["ISSUER_URL"]),
+            &blob.display().to_string(),
+        ],
+        &home,
+    )
+    .await;
+    assert!(ok, "cosign verify-blob failed:\n{log}");
+}
