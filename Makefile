@@ -7,7 +7,7 @@ OPERATOR_IMAGE ?= sigstore-operator:dev
 IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
 export TOOLS_DIR
 
-.PHONY: all build test test-unit test-cluster tools crds fmt fmt-check lint bench run up image image-load clean-tools help
+.PHONY: all build test test-unit test-cluster tools crds fmt fmt-check lint bench run up image image-load kind-up kind-down clean-tools help
 
 all: build
 
@@ -35,10 +35,11 @@ bench: ## Measure the stages' and the reconciler's pure work (figures only, noth
 	$(CARGO) bench --locked --bench keys
 	$(CARGO) bench --locked --bench reconcile
 
-crds: ## Regenerate the CRD YAML from the Rust types.
+crds: ## Regenerate the CRD YAML and docs/api.md from the Rust types.
 	$(CARGO) run --locked --quiet -- crd > crds/sigstorestack.yaml
 	cp crds/sigstorestack.yaml config/crd/sigstorestack.yaml
 	cp crds/sigstorestack.yaml config/helm/sigstore-operator/crds/sigstorestack.yaml
+	$(CARGO) run --locked --quiet -- api-docs > docs/api.md
 
 fmt: ## Format the code.
 	$(CARGO) fmt
@@ -60,6 +61,13 @@ image: ## Build the multi-arch operator image with docker buildx (add IMAGE_FLAG
 
 image-load: ## Build the image for this machine's platform into the local Docker (then: kind load docker-image $(OPERATOR_IMAGE)).
 	docker buildx build --load -t $(OPERATOR_IMAGE) .
+
+kind-up: ## With Docker and KinD: a cluster, the operator (built here) and the sample stack, Ready, with URLs and how to sign.
+	hack/kind-up.sh
+
+kind-down: ## Delete the cluster kind-up made.
+	kind delete cluster --name $${KIND_CLUSTER:-sigstore-operator}
+	rm -rf .kind
 
 clean-tools: ## Remove the built test tools.
 	rm -rf $(TOOLS_DIR)

@@ -29,6 +29,8 @@ pub enum Command {
     Run(RunArgs),
     /// Print the SigstoreStack CRD as YAML.
     Crd,
+    /// Print the API reference (Markdown) generated from the CRD's schema.
+    ApiDocs,
     /// Run one bootstrap stage, as the operator's Jobs do.
     #[command(subcommand)]
     Stage(StageCommand),

@@ -24,6 +24,10 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args).await,
         Command::Crd => print_crd(),
+        Command::ApiDocs => {
+            print!("{}", crd::api_reference());
+            Ok(())
+        }
         Command::Stage(stage) => run_stage(stage).await,
         Command::ServeTuf(args) => {
             tuf::serve::serve(args.dir, args.http_addr, shutdown::on_signal()).await

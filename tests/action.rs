@@ -6,36 +6,17 @@
 
 mod support;
 
-use std::{collections::BTreeMap, path::Path, process::Stdio};
+use std::{collections::BTreeMap, path::Path};
 
 use base64::Engine;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use serde_json::Value;
-use support::{
-    CLUSTER_ISSUER, TestNamespace, cluster_control_plane,
-    node::{Images, NodeAgent},
-    servers::built,
-};
+use support::{CLUSTER_ISSUER, servers::built};
 
 async fn run(program: &Path, args: &[&str], env: &[(&str, String)]) -> (bool, String) {
-    let out = tokio::process::Command::new(program)
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .envs(env.iter().map(|(k, v)| (*k, v)))
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    support::node::run(program, &args, env).await
 }
 
 /// A JWT's claims.
@@ -49,16 +30,8 @@ fn claims(token: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stack_up_script_installs_brings_up_and_exports() {
-    let cp = cluster_control_plane();
-    let client = cp.client().await;
-    let ns = TestNamespace::new(&client, "action").await;
-    let _agent = NodeAgent::start(
-        client.clone(),
-        &["sigstore-operator-system", &ns.name],
-        Images::local(),
-        cp.server.clone(),
-    )
-    .await;
+    let (cp, client, ns, _agent) =
+        support::node::cluster("action", &["sigstore-operator-system"]).await;
     let out_dir = support::logs_dir().join(format!("{}-out", ns.name));
     let script = support::repo_root().join("hack/stack-up.sh");
     let (ok, log) = run(
@@ -169,4 +142,28 @@ async fn stack_up_script_installs_brings_up_and_exports() {
     )
     .await;
     assert!(ok, "cosign verify-blob failed:\n{log}");
+}
+
+/// The Action's inputs are documented and its steps run the tested script.
+#[test]
+fn action_runs_the_tested_script() {
+    let text = std::fs::read_to_string(support::repo_root().join("action.yml")).unwrap();
+    let action: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(action["runs"]["using"], "composite");
+    let inputs = action["inputs"].as_mapping().unwrap();
+    for (name, input) in inputs {
+        assert!(
+            input["description"].as_str().is_some_and(|d| !d.is_empty()),
+            "{name:?}"
+        );
+    }
+    for name in [
+        "operator-image",
+        "kubernetes-version",
+        "create-cluster",
+        "stack-spec",
+    ] {
+        assert!(inputs.contains_key(name), "input {name}");
+    }
+    assert!(text.contains("hack/stack-up.sh"));
 }

@@ -13,6 +13,18 @@ fn committed_crd_matches_the_types() {
     );
 }
 
+/// The API reference is generated from the same schema.
+#[test]
+fn api_reference_matches_the_types() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/api.md");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == sigstore_operator::crd::api_reference(),
+        "{} is out of date with the Rust types: run `make crds` and commit the result",
+        path.display()
+    );
+}
+
 /// `make crds` copies the CRD to the kustomize base and into the Helm chart's
 /// `crds/`; a stale copy would install an old schema.
 #[test]
