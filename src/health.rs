@@ -47,13 +47,24 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(AppState { ready, metrics });
+    serve_app(addr, app, "/healthz, /readyz and /metrics", shutdown).await
+}
+
+/// Serves `app` on `addr` until `shutdown` is cancelled, logging `what` it
+/// serves once bound.
+pub async fn serve_app(
+    addr: SocketAddr,
+    app: Router,
+    what: &str,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| Error::Http { addr, source })?;
     let bound = listener
         .local_addr()
         .map_err(|source| Error::Http { addr, source })?;
-    tracing::info!(addr = %bound, "serving /healthz, /readyz and /metrics");
+    tracing::info!(addr = %bound, "serving {what}");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -10,7 +10,7 @@ mod support;
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -21,11 +21,7 @@ use k8s_openapi::api::{
 use kube::{Api, Client, api::PostParams};
 use serde_json::{Value, json};
 use sigstore_operator::api::SigstoreStack;
-use support::{
-    CLUSTER_ISSUER, TestNamespace, cluster_control_plane,
-    node::{Images, NodeAgent},
-    servers::built,
-};
+use support::{CLUSTER_ISSUER, servers::built};
 
 /// `http://<ClusterIP>` of Service `name`: the agent's proxy serves
 /// ClusterIPs on this host too, as a node's kube-proxy does.
@@ -39,27 +35,13 @@ async fn service_url(client: &Client, ns: &str, name: &str) -> String {
     format!("http://{}:{port}", spec.cluster_ip.unwrap())
 }
 
-/// Runs `program` without blocking the runtime the node agent and its
-/// Service proxy run on.
+/// cosign (or another client) with `home` as its HOME and TUF cache.
 async fn run(program: &Path, args: &[String], home: &Path) -> (bool, String) {
-    let out = tokio::process::Command::new(program)
-        .args(args)
-        .env_clear()
-        .env("HOME", home)
-        .env("TUF_ROOT", home.join("tuf"))
-        .env("PATH", "/usr/bin:/bin")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let env = [
+        ("HOME", home.display().to_string()),
+        ("TUF_ROOT", home.join("tuf").display().to_string()),
+    ];
+    support::node::run(program, args, &env).await
 }
 
 /// The figure recorded when Rekor's Pod is seen held back.
@@ -67,16 +49,7 @@ const HELD: &str = "(Rekor's Pod held back, waiting for its tree)";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sample_stack_becomes_ready_and_cosign_signs_against_it() {
-    let cp = cluster_control_plane();
-    let client = cp.client().await;
-    let ns = TestNamespace::new(&client, "e2e").await;
-    let agent = NodeAgent::start(
-        client.clone(),
-        &[&ns.name],
-        Images::local(),
-        cp.server.clone(),
-    )
-    .await;
+    let (cp, client, ns, agent) = support::node::cluster("e2e", &[]).await;
     let user = format!("operator-{}", ns.name);
     support::bind_operator_role(&client, &user).await;
     let _operator = support::Operator::start(
@@ -90,23 +63,8 @@ async fn sample_stack_becomes_ready_and_cosign_signs_against_it() {
             "sigstore-operator:e2e",
         ],
     );
-    // Fulcio reads the issuer's discovery document unauthenticated, as
-    // KinD setups for Sigstore allow.
-    support::manifests::apply(
-        &client,
-        &[serde_json::from_value(json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": "sigstore-e2e-oidc-discovery"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": "system:service-account-issuer-discovery"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
-                          "name": "system:unauthenticated"}],
-        }))
-        .unwrap()],
-        "default",
-    )
-    .await;
-
+    // No binding for unauthenticated OIDC discovery, unlike KinD setups
+    // for scaffolding: the stack's Fulcio reads it with its own token.
     let start = Instant::now();
     let sample = support::manifests::read_dir(&support::repo_root().join("config/samples"));
     support::manifests::apply(&client, &sample, &ns.name).await;

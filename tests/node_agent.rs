@@ -16,10 +16,7 @@ use kube::{
     api::{ListParams, PostParams},
 };
 use serde_json::{Value, json};
-use support::{
-    TestNamespace, cluster_control_plane, eventually,
-    node::{Images, NodeAgent},
-};
+use support::eventually;
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -91,16 +88,7 @@ async fn available(client: &Client, ns: &str, name: &str) -> bool {
 /// with its mounted service-account token.
 #[tokio::test]
 async fn pods_run_with_their_network_mounts_and_identity() {
-    let cp = cluster_control_plane();
-    let client = cp.client().await;
-    let ns = TestNamespace::new(&client, "node").await;
-    let agent = NodeAgent::start(
-        client.clone(),
-        &[&ns.name],
-        Images::local(),
-        cp.server.clone(),
-    )
-    .await;
+    let (_cp, client, ns, agent) = support::node::cluster("node", &[]).await;
 
     let (deployment, service) = web("web", "files");
     create::<Deployment>(&client, &ns.name, deployment).await;

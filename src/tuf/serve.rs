@@ -15,7 +15,7 @@ use axum::{
 use tokio_util::sync::CancellationToken;
 
 use super::key_for_path;
-use crate::{Error, Result};
+use crate::Result;
 
 async fn file(State(dir): State<PathBuf>, Path(path): Path<String>) -> Response {
     let Some(key) = key_for_path(&path) else {
@@ -53,15 +53,6 @@ pub async fn serve(dir: PathBuf, addr: SocketAddr, shutdown: CancellationToken) 
         .route("/readyz", get(readyz))
         .route("/{*path}", get(file))
         .with_state(dir.clone());
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Http { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| Error::Http { addr, source })?;
-    tracing::info!(addr = %bound, dir = %dir.display(), "serving the TUF repository");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .map_err(|source| Error::Http { addr, source })
+    let what = format!("the TUF repository in {}", dir.display());
+    crate::health::serve_app(addr, app, &what, shutdown).await
 }

@@ -10,7 +10,7 @@ use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 use k8s_openapi::{
     api::{
         batch::v1::Job,
-        core::v1::{ConfigMap, Container, Pod, Secret},
+        core::v1::{Container, Pod},
     },
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time},
     jiff::Timestamp,
@@ -303,49 +303,11 @@ impl Run {
 
     /// The container's env as the kubelet resolves it, in order.
     async fn resolve_env(&self, c: &Container, pod: &str) -> Result<Vec<(String, String)>, String> {
-        let mut out: Vec<(String, String)> = Vec::new();
-        for e in c.env.iter().flatten() {
-            let value = if let Some(v) = &e.value {
-                expand(v, &out)
-            } else if let Some(from) = &e.value_from {
-                if let Some(f) = &from.field_ref {
-                    match f.field_path.as_str() {
-                        "metadata.namespace" => self.ns.clone(),
-                        "metadata.name" => pod.to_owned(),
-                        other => return Err(format!("unsupported fieldRef {other}")),
-                    }
-                } else if let Some(r) = &from.secret_key_ref {
-                    let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
-                    let s = api.get_opt(&r.name).await.map_err(|e| e.to_string())?;
-                    let v = s.and_then(|s| s.data).and_then(|d| d.get(&r.key).cloned());
-                    match v {
-                        Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
-                        None => {
-                            return Err(format!("secret {:?} key {:?} not found", r.name, r.key));
-                        }
-                    }
-                } else if let Some(r) = &from.config_map_key_ref {
-                    let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.ns);
-                    let cm = api.get_opt(&r.name).await.map_err(|e| e.to_string())?;
-                    match cm.and_then(|c| c.data).and_then(|d| d.get(&r.key).cloned()) {
-                        Some(v) => v,
-                        None => {
-                            return Err(format!(
-                                "configmap {:?} key {:?} not found",
-                                r.name, r.key
-                            ));
-                        }
-                    }
-                } else {
-                    return Err(format!("unsupported valueFrom for {}", e.name));
-                }
-            } else {
-                String::new()
-            };
-            out.retain(|(k, _)| k != &e.name);
-            out.push((e.name.clone(), self.rewrite(&value)));
-        }
-        Ok(out)
+        super::kubelet::resolve_env(&self.client, &self.ns, pod, c, Vec::new(), |v| {
+            self.rewrite(v)
+        })
+        .await
+        .map_err(|e| e.to_string())
     }
 
     /// Runs the container's command; `None` when the Job was deleted.

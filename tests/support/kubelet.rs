@@ -174,3 +174,53 @@ pub async fn references_resolve(client: &Client, ns: &str, pod: &PodSpec) -> any
     }
     Ok(true)
 }
+
+/// A container's env as the kubelet resolves it, in order, after `base`:
+/// values (with `$(VAR)` expansion), fieldRefs, and Secret and ConfigMap
+/// keys; each value passed through `rewrite`.
+pub async fn resolve_env(
+    client: &Client,
+    ns: &str,
+    pod: &str,
+    c: &k8s_openapi::api::core::v1::Container,
+    base: Vec<(String, String)>,
+    rewrite: impl Fn(&str) -> String,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let mut out = base;
+    for e in c.env.iter().flatten() {
+        let value = if let Some(v) = &e.value {
+            super::jobs::expand(v, &out)
+        } else if let Some(from) = &e.value_from {
+            if let Some(f) = &from.field_ref {
+                match f.field_path.as_str() {
+                    "metadata.namespace" => ns.to_owned(),
+                    "metadata.name" => pod.to_owned(),
+                    other => anyhow::bail!("unsupported fieldRef {other}"),
+                }
+            } else if let Some(r) = &from.secret_key_ref {
+                let s = secrets.get_opt(&r.name).await?;
+                let v = s.and_then(|s| s.data).and_then(|d| d.get(&r.key).cloned());
+                v.map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("secret {:?} key {:?} not found", r.name, r.key)
+                    })?
+            } else if let Some(r) = &from.config_map_key_ref {
+                let cm = config_maps.get_opt(&r.name).await?;
+                cm.and_then(|c| c.data)
+                    .and_then(|d| d.get(&r.key).cloned())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("configmap {:?} key {:?} not found", r.name, r.key)
+                    })?
+            } else {
+                anyhow::bail!("unsupported valueFrom for {}", e.name)
+            }
+        } else {
+            String::new()
+        };
+        out.retain(|(k, _)| k != &e.name);
+        out.push((e.name.clone(), rewrite(&value)));
+    }
+    Ok(out)
+}

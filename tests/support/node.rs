@@ -732,17 +732,6 @@ impl Agent {
             let path = dir.join("volumes").join(&v.name);
             std::fs::create_dir_all(&path)?;
             let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-            let pick = |data: BTreeMap<String, Vec<u8>>,
-                        items: &Option<Vec<k8s_openapi::api::core::v1::KeyToPath>>|
-             -> Vec<(String, Vec<u8>)> {
-                match items {
-                    Some(items) => items
-                        .iter()
-                        .filter_map(|i| data.get(&i.key).map(|d| (i.path.clone(), d.clone())))
-                        .collect(),
-                    None => data.into_iter().collect(),
-                }
-            };
             if let Some(s) = &v.secret {
                 let name = s.secret_name.clone().unwrap_or_default();
                 let data = secrets
@@ -755,15 +744,7 @@ impl Agent {
                     &s.items,
                 ));
             } else if let Some(c) = &v.config_map {
-                let data = cms
-                    .get_opt(&c.name)
-                    .await?
-                    .and_then(|c| c.data)
-                    .unwrap_or_default();
-                files.extend(pick(
-                    data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect(),
-                    &c.items,
-                ));
+                files.extend(config_map_files(&cms, &c.name, &c.items).await?);
             } else if let Some(p) = &v.projected {
                 for source in p.sources.iter().flatten() {
                     if let Some(t) = &source.service_account_token {
@@ -778,15 +759,7 @@ impl Agent {
                         }
                     }
                     if let Some(c) = &source.config_map {
-                        let data = cms
-                            .get_opt(&c.name)
-                            .await?
-                            .and_then(|c| c.data)
-                            .unwrap_or_default();
-                        files.extend(pick(
-                            data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect(),
-                            &c.items,
-                        ));
+                        files.extend(config_map_files(&cms, &c.name, &c.items).await?);
                     }
                     if let Some(d) = &source.downward_api {
                         for item in d.items.iter().flatten() {
@@ -955,49 +928,99 @@ impl Agent {
         Ok(child)
     }
 
-    /// The container's env as the kubelet resolves it, plus the
+    /// The container's env as the kubelet resolves it, after the
     /// `KUBERNETES_SERVICE_*` variables.
     async fn env(&self, pod: &Pod, c: &Container) -> anyhow::Result<Vec<(String, String)>> {
-        let mut out: Vec<(String, String)> = vec![
+        let base = vec![
             ("KUBERNETES_SERVICE_HOST".into(), "10.0.0.1".into()),
             ("KUBERNETES_SERVICE_PORT".into(), "443".into()),
         ];
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
-        let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.ns);
-        for e in c.env.iter().flatten() {
-            let value = if let Some(v) = &e.value {
-                expand(v, &out)
-            } else if let Some(from) = &e.value_from {
-                if let Some(f) = &from.field_ref {
-                    match f.field_path.as_str() {
-                        "metadata.namespace" => self.ns.clone(),
-                        "metadata.name" => pod.name_any(),
-                        "status.podIP" => String::new(),
-                        other => anyhow::bail!("unsupported fieldRef {other}"),
-                    }
-                } else if let Some(r) = &from.secret_key_ref {
-                    let s = secrets.get_opt(&r.name).await?;
-                    let v = s.and_then(|s| s.data).and_then(|d| d.get(&r.key).cloned());
-                    v.map(|v| String::from_utf8_lossy(&v.0).into_owned())
-                        .ok_or_else(|| anyhow::anyhow!("secret {} key {} missing", r.name, r.key))?
-                } else if let Some(r) = &from.config_map_key_ref {
-                    let cm = cms.get_opt(&r.name).await?;
-                    cm.and_then(|c| c.data)
-                        .and_then(|d| d.get(&r.key).cloned())
-                        .ok_or_else(|| {
-                            anyhow::anyhow!("configmap {} key {} missing", r.name, r.key)
-                        })?
-                } else {
-                    anyhow::bail!("unsupported valueFrom for {}", e.name)
-                }
-            } else {
-                String::new()
-            };
-            out.retain(|(k, _)| k != &e.name);
-            out.push((e.name.clone(), value));
-        }
-        Ok(out)
+        super::kubelet::resolve_env(&self.client, &self.ns, &pod.name_any(), c, base, |v| {
+            v.to_owned()
+        })
+        .await
     }
+}
+
+/// A cluster for the node agent: the control plane of kind
+/// [`super::Kind::Cluster`], a namespace for the test, and the agent serving
+/// it and `more` namespaces.
+pub async fn cluster(
+    test: &str,
+    more: &[&str],
+) -> (
+    &'static super::ControlPlane,
+    Client,
+    super::TestNamespace,
+    NodeAgent,
+) {
+    let cp = super::cluster_control_plane();
+    let client = cp.client().await;
+    let ns = super::TestNamespace::new(&client, test).await;
+    let mut namespaces = vec![ns.name.as_str()];
+    namespaces.extend(more);
+    let agent = NodeAgent::start(
+        client.clone(),
+        &namespaces,
+        Images::local(),
+        cp.server.clone(),
+    )
+    .await;
+    (cp, client, ns, agent)
+}
+
+/// Runs `program` with only `env` (and a plain PATH), without blocking
+/// the runtime the node agent and its Service proxy run on: whether it
+/// succeeded, and its output.
+pub async fn run(program: &Path, args: &[String], env: &[(&str, String)]) -> (bool, String) {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .envs(env.iter().map(|(k, v)| (*k, v)))
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The files of a volume's keys: `items` maps keys to paths; without it,
+/// every key is a file of its name.
+fn pick(
+    data: BTreeMap<String, Vec<u8>>,
+    items: &Option<Vec<k8s_openapi::api::core::v1::KeyToPath>>,
+) -> Vec<(String, Vec<u8>)> {
+    match items {
+        Some(items) => items
+            .iter()
+            .filter_map(|i| data.get(&i.key).map(|d| (i.path.clone(), d.clone())))
+            .collect(),
+        None => data.into_iter().collect(),
+    }
+}
+
+async fn config_map_files(
+    cms: &Api<ConfigMap>,
+    name: &str,
+    items: &Option<Vec<k8s_openapi::api::core::v1::KeyToPath>>,
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let data = cms
+        .get_opt(name)
+        .await?
+        .and_then(|c| c.data)
+        .unwrap_or_default();
+    Ok(pick(
+        data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect(),
+        items,
+    ))
 }
 
 /// The readiness probe's verdict (no probe: ready once started).
