@@ -36,7 +36,9 @@ if [[ "$IMAGE" != sigstore-operator:dev ]]; then
 fi
 kind load docker-image sigstore-operator:dev --name "$CLUSTER"
 
-OUT_DIR="${OUT_DIR:-$ROOT/.kind/$CLUSTER}" "$ROOT/hack/stack-up.sh"
+# The sample's stack: config/samples' name and its empty spec.
+STACK_NAME="${STACK_NAME:-sample}" OUT_DIR="${OUT_DIR:-$ROOT/.kind/$CLUSTER}" \
+  "$ROOT/hack/stack-up.sh"
 out="${OUT_DIR:-$ROOT/.kind/$CLUSTER}"
 cat >&2 <<EOF
 
