@@ -53,6 +53,8 @@ use super::{jobs::expand, logs_dir};
 pub const NODE: &str = "test-node";
 const BRIDGE: &str = "sonode0";
 const GATEWAY: &str = "10.244.0.1";
+/// Where a container's host paths are staged, in its own mount namespace.
+const STAGE: &str = "/.node-agent";
 
 /// Where an image's programs are on this machine.
 #[derive(Clone, Debug, Default)]
@@ -860,8 +862,33 @@ impl Agent {
             .as_ref()
             .and_then(|s| s.run_as_user)
             .unwrap_or(pod_user);
-        let mut script = String::from("set -e\n");
-        for m in c.volume_mounts.iter().flatten() {
+        // Everything the process needs from this host (its program, a
+        // script it runs, each volume's directory) is first bound into a
+        // private tmpfs, and only then over the container's paths: a volume
+        // mounted at, say, /tmp must not hide a source or program that
+        // lives under /tmp on this host.
+        let mut script = format!("set -e\nmkdir -p {STAGE}\nmount -t tmpfs none {STAGE}\n");
+        let mut stage = |src: &Path, name: String| {
+            let staged = format!("{STAGE}/{name}");
+            let make = if src.is_dir() { "mkdir -p" } else { "touch" };
+            script.push_str(&format!(
+                "{make} {staged}\nmount --bind {} {staged}\n",
+                quote(&src.display().to_string())
+            ));
+            staged
+        };
+        let mut argv = argv;
+        for (i, arg) in argv.iter_mut().enumerate() {
+            let path = Path::new(arg.as_str());
+            let system = ["/usr/", "/bin/", "/sbin/", "/lib", "/etc/"]
+                .iter()
+                .any(|p| arg.starts_with(p));
+            if path.is_absolute() && path.is_file() && !system {
+                *arg = stage(path, format!("program-{i}"));
+            }
+        }
+        let mut mounts = Vec::new();
+        for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
             let Some(src) = volumes.get(&m.name) else {
                 continue;
             };
@@ -869,18 +896,19 @@ impl Agent {
                 Some(sub) if !sub.is_empty() => src.join(sub),
                 _ => src.clone(),
             };
-            let target = quote(&m.mount_path);
-            if src.is_dir() {
+            let staged = stage(&src, format!("volume-{i}"));
+            mounts.push((staged, src.is_dir(), m.mount_path.clone()));
+        }
+        for (staged, is_dir, target) in mounts {
+            let target = quote(&target);
+            if is_dir {
                 script.push_str(&format!("mkdir -p {target}\n"));
             } else {
                 script.push_str(&format!(
                     "mkdir -p \"$(dirname {target})\"; touch {target}\n"
                 ));
             }
-            script.push_str(&format!(
-                "mount --bind {} {target}\n",
-                quote(&src.display().to_string())
-            ));
+            script.push_str(&format!("mount --bind {staged} {target}\n"));
         }
         let workdir = c.working_dir.clone().unwrap_or_else(|| "/".into());
         script.push_str(&format!("cd {}\n", quote(&workdir)));
