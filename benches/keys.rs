@@ -1,5 +1,5 @@
-//! Cost of the stages' pure work: key generation, encryption, the CA and
-//! the CT config. `make bench` prints the figures; nothing is asserted.
+//! Cost of the stages' pure work: key generation, encryption, the CA, the
+//! CT config and the TUF repository. `make bench` prints the figures; nothing is asserted.
 
 use std::time::Duration;
 
@@ -63,4 +63,52 @@ fn main() {
             });
         },
     );
+    tuf(budget);
+}
+
+/// createtuf's core: signing a new repository of a typical trust root's
+/// targets, and a run with nothing new or due.
+fn tuf(budget: Duration) {
+    use sigstore_operator::tuf::{
+        Expiry,
+        keys::{KeySet, generate},
+        repo::{Files, build},
+        targets::TargetFile,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let keys = KeySet::from_data(&generate().expect("keys")).expect("key set");
+    let targets: Vec<TargetFile> = [
+        "trusted_root.json",
+        "fulcio_v1.crt.pem",
+        "rekor.pub",
+        "ctfe.pub",
+    ]
+    .iter()
+    .map(|name| TargetFile {
+        name: (*name).into(),
+        content: "x".repeat(2048),
+        custom: None,
+    })
+    .collect();
+    let year = Duration::from_secs(365 * 24 * 3600);
+    let expiry = Expiry {
+        root: year * 10,
+        targets: year * 10,
+        snapshot: year,
+        timestamp: year,
+    };
+    let now = k8s_openapi::jiff::Timestamp::now;
+    bench("createtuf core (sign a new repository)", budget, || {
+        rt.block_on(build(&Files::new(), &targets, &keys, &expiry, now()))
+            .expect("repository");
+    });
+    let built = rt
+        .block_on(build(&Files::new(), &targets, &keys, &expiry, now()))
+        .expect("repository");
+    bench("createtuf core (re-run, nothing due)", budget, || {
+        rt.block_on(build(&built.files, &targets, &keys, &expiry, now()))
+            .expect("repository");
+    });
 }

@@ -195,6 +195,35 @@ async fn sign<T: TufRole + Serialize>(
     String::from_utf8(signed.buffer().clone()).map_err(|e| fail(e.to_string()))
 }
 
+/// Signs roles with the keys the root trusts.
+struct Signer<'a> {
+    holder: &'a KeyHolder,
+    keys: &'a KeySet,
+}
+
+impl Signer<'_> {
+    /// The stored role unless it is `due` (or absent); else a new one made
+    /// by `make` at the next version, signed with `role`'s key. The text
+    /// and the version.
+    async fn keep_or_sign<T: TufRole + Serialize>(
+        &self,
+        stored: Option<&Stored<T>>,
+        due: bool,
+        role: Role,
+        make: impl FnOnce(NonZeroU64) -> T,
+    ) -> Result<(String, u64), TufError> {
+        match stored {
+            Some(s) if !due => Ok((s.text.clone(), s.signed.signed.version().get())),
+            s => {
+                let v = s.map_or(1, |s| s.signed.signed.version().get().saturating_add(1));
+                let version = NonZeroU64::new(v).unwrap_or(NonZeroU64::MIN);
+                let text = sign(make(version), self.holder, &self.keys.source(role), role).await?;
+                Ok((text, v))
+            }
+        }
+    }
+}
+
 fn new_root(keys: &KeySet, version: u64, expires: Timestamp) -> Result<Root, TufError> {
     let mut root = Root {
         spec_version: SPEC_VERSION.into(),
@@ -297,85 +326,63 @@ pub async fn build(
         Some(t) => t.targets != wanted || due(t.expires, expiry.targets, now),
         None => true,
     };
-    let (targets_text, targets_version) = match (&current, targets_due) {
-        (Some(c), false) => (
-            c.targets.text.clone(),
-            c.targets.signed.signed.version.get(),
-        ),
-        (c, _) => {
-            let v = c
-                .as_ref()
-                .map_or(1, |c| version(c.targets.signed.signed.version));
-            let t = Targets {
+    let signer = Signer {
+        holder: &holder,
+        keys,
+    };
+    let (targets_text, targets_version) = signer
+        .keep_or_sign(
+            current.as_ref().map(|c| &c.targets),
+            targets_due,
+            Role::Targets,
+            |v| Targets {
                 spec_version: SPEC_VERSION.into(),
-                version: NonZeroU64::new(v).unwrap_or(NonZeroU64::MIN),
+                version: v,
                 expires: after(now, expiry.targets),
                 targets: wanted.clone(),
                 delegations: None,
                 _extra: HashMap::new(),
-            };
-            (
-                sign(t, &holder, &keys.source(Role::Targets), Role::Targets).await?,
-                v,
-            )
-        }
-    };
+            },
+        )
+        .await?;
     let snapshot_due = targets_due
         || current
             .as_ref()
             .is_none_or(|c| due(c.snapshot.signed.signed.expires, expiry.snapshot, now));
-    let (snapshot_text, snapshot_version) = match (&current, snapshot_due) {
-        (Some(c), false) => (
-            c.snapshot.text.clone(),
-            c.snapshot.signed.signed.version.get(),
-        ),
-        (c, _) => {
-            let v = c
-                .as_ref()
-                .map_or(1, |c| version(c.snapshot.signed.signed.version));
-            let mut s = Snapshot::new(
-                SPEC_VERSION.into(),
-                NonZeroU64::new(v).unwrap_or(NonZeroU64::MIN),
-                after(now, expiry.snapshot),
-            );
-            s.meta.insert(
-                "targets.json".into(),
-                metafile(&targets_text, targets_version),
-            );
-            (
-                sign(s, &holder, &keys.source(Role::Snapshot), Role::Snapshot).await?,
-                v,
-            )
-        }
-    };
+    let (snapshot_text, snapshot_version) = signer
+        .keep_or_sign(
+            current.as_ref().map(|c| &c.snapshot),
+            snapshot_due,
+            Role::Snapshot,
+            |v| {
+                let mut s = Snapshot::new(SPEC_VERSION.into(), v, after(now, expiry.snapshot));
+                s.meta.insert(
+                    "targets.json".into(),
+                    metafile(&targets_text, targets_version),
+                );
+                s
+            },
+        )
+        .await?;
     let timestamp_due = snapshot_due
         || current
             .as_ref()
             .is_none_or(|c| due(c.timestamp.signed.signed.expires, expiry.timestamp, now));
-    let (timestamp_text, timestamp_version) = match (&current, timestamp_due) {
-        (Some(c), false) => (
-            c.timestamp.text.clone(),
-            c.timestamp.signed.signed.version.get(),
-        ),
-        (c, _) => {
-            let v = c
-                .as_ref()
-                .map_or(1, |c| version(c.timestamp.signed.signed.version));
-            let mut t = TufTimestamp::new(
-                SPEC_VERSION.into(),
-                NonZeroU64::new(v).unwrap_or(NonZeroU64::MIN),
-                after(now, expiry.timestamp),
-            );
-            t.meta.insert(
-                "snapshot.json".into(),
-                metafile(&snapshot_text, snapshot_version),
-            );
-            (
-                sign(t, &holder, &keys.source(Role::Timestamp), Role::Timestamp).await?,
-                v,
-            )
-        }
-    };
+    let (timestamp_text, timestamp_version) = signer
+        .keep_or_sign(
+            current.as_ref().map(|c| &c.timestamp),
+            timestamp_due,
+            Role::Timestamp,
+            |v| {
+                let mut t = TufTimestamp::new(SPEC_VERSION.into(), v, after(now, expiry.timestamp));
+                t.meta.insert(
+                    "snapshot.json".into(),
+                    metafile(&snapshot_text, snapshot_version),
+                );
+                t
+            },
+        )
+        .await?;
 
     // The version before the newest snapshot and targets stays, with its
     // target files, for clients that read the previous timestamp just
