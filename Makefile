@@ -19,7 +19,7 @@ build: ## Build the operator binary.
 
 test: tools ## Everything: unit tests, CRD drift, the real control plane, and the end-to-end run.
 	rm -f target/e2e-figures.txt
-	$(CARGO) test --locked --lib --bins --tests
+	$(CARGO) test --locked --no-fail-fast --lib --bins --tests
 	@cat target/e2e-figures.txt
 
 test-unit: ## Unit tests and the CRD drift check only (no control plane).

@@ -309,8 +309,16 @@ async fn operator_binary_reports_status_and_settles() {
     })
     .await;
     // The stage identity (applied, so `patch`) and the status. A pass that
-    // ran on a cache not yet showing a write may repeat the same patch.
-    let settled = cp.writes_by(user);
+    // ran on a cache not yet showing a write may repeat the same patch. The
+    // API server logs a request after answering it, so wait for the audit
+    // log to show every status write the operator counted.
+    let settled = eventually("the audit log to show the status writes", WAIT, || async {
+        let writes = cp.writes_by(user);
+        let counted = op.metric("sigstore_operator_status_writes_total").await?;
+        (count(&writes, "sigstorestacks") as f64 == counted && count(&writes, "events") > 0)
+            .then_some(writes)
+    })
+    .await;
     let resources: std::collections::BTreeSet<&str> =
         settled.iter().map(|w| w.resource.as_str()).collect();
     assert_eq!(
@@ -350,12 +358,7 @@ async fn operator_binary_reports_status_and_settles() {
     assert_eq!(cp.writes_by(user), settled, "no write without a change");
     assert_eq!(
         op.metric("sigstore_operator_status_writes_total").await,
-        Some(
-            settled
-                .iter()
-                .filter(|w| w.resource == "sigstorestacks")
-                .count() as f64
-        )
+        Some(count(&settled, "sigstorestacks") as f64)
     );
 
     // A spec the API server accepts but the operator cannot act on.
@@ -386,19 +389,19 @@ async fn operator_binary_reports_status_and_settles() {
                 .unwrap()
                 .last_transition_time
     );
-    // One more status write, and one Warning event saying the same.
-    let writes = cp.writes_by(user);
-    let stack_writes = writes
-        .iter()
-        .filter(|w| w.resource == "sigstorestacks")
-        .count();
-    let event_writes = writes.iter().filter(|w| w.resource == "events").count();
-    let settled_stack_writes = settled
-        .iter()
-        .filter(|w| w.resource == "sigstorestacks")
-        .count();
-    assert!(stack_writes > settled_stack_writes, "{writes:?}");
-    assert!(event_writes >= 1, "{writes:?}");
+    // One more status write, and one Warning event saying the same (the
+    // audit log may trail the answers a moment).
+    eventually(
+        "a status write and an event in the audit log",
+        WAIT,
+        || async {
+            let writes = cp.writes_by(user);
+            (count(&writes, "sigstorestacks") > count(&settled, "sigstorestacks")
+                && count(&writes, "events") > count(&settled, "events"))
+            .then_some(())
+        },
+    )
+    .await;
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(client.clone(), &ns.name);
     // The event follows the status write, so it may land a moment later.
@@ -577,4 +580,9 @@ async fn controller_manager_collects_garbage() {
         },
     )
     .await;
+}
+
+/// How many of `writes` went to `resource`.
+fn count(writes: &[support::AuditWrite], resource: &str) -> usize {
+    writes.iter().filter(|w| w.resource == resource).count()
 }
