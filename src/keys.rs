@@ -192,7 +192,9 @@ impl PrivateKey {
     }
 }
 
-fn pem_encode(label: &str, der: &[u8]) -> String {
+/// DER as one PEM block. Encoding fails only on an invalid label or a
+/// length beyond memory, neither possible with the fixed labels used here.
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
     pkcs8::der::pem::encode_string(label, LineEnding::LF, der).unwrap_or_default()
 }
 

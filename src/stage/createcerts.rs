@@ -197,10 +197,7 @@ pub fn import(
     let password = random_password();
     let cert: String = pems
         .iter()
-        .map(|p| {
-            pkcs8::der::pem::encode_string("CERTIFICATE", pkcs8::LineEnding::LF, &p.contents)
-                .unwrap_or_default()
-        })
+        .map(|p| crate::keys::pem_encode("CERTIFICATE", &p.contents))
         .collect();
     Ok(CaMaterial {
         cert,

@@ -108,7 +108,7 @@ pub fn root_of_chain(chain_pem: &str) -> Option<String> {
         .filter_map(Result::ok)
         .filter(|p| p.label == "CERTIFICATE")
         .last()?;
-    pkcs8::der::pem::encode_string("CERTIFICATE", pkcs8::LineEnding::LF, &last.contents).ok()
+    Some(crate::keys::pem_encode("CERTIFICATE", &last.contents))
 }
 
 /// The `fulcio-N` keys after trusting `root`: existing ones in order, plus
@@ -263,8 +263,6 @@ pub async fn run(ctx: &StageContext, args: &Args) -> Result<bool, StageError> {
     Ok(wrote)
 }
 
-/// Polls `check` every 2 s until it yields a value, saying what it waits
-/// for, until `deadline` or cancellation.
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,6 @@
 //! individual keys and certificates (with Sigstore's custom metadata) that
 //! older clients look up by usage.
 
-use pkcs8::{LineEnding, der::pem};
 use serde_json::{Value, json};
 use sigstore_protobuf_specs::dev::sigstore::{
     common::v1::{TimeRange, X509CertificateChain},
@@ -11,6 +10,7 @@ use sigstore_protobuf_specs::dev::sigstore::{
 };
 
 use super::TufError;
+use crate::keys::pem_encode;
 
 /// `trusted_root.json`'s target name.
 pub const TRUSTED_ROOT: &str = "trusted_root.json";
@@ -28,17 +28,13 @@ pub struct TargetFile {
     pub custom: Option<Value>,
 }
 
-fn pem_of(label: &str, der: &[u8]) -> Result<String, TufError> {
-    pem::encode_string(label, LineEnding::LF, der)
-        .map_err(|e| TufError::TrustRoot(format!("cannot PEM-encode a {label}: {e}")))
-}
-
-fn chain_pem(chain: Option<&X509CertificateChain>) -> Result<String, TufError> {
-    let mut out = String::new();
-    for c in chain.map(|c| c.certificates.as_slice()).unwrap_or_default() {
-        out.push_str(&pem_of("CERTIFICATE", &c.raw_bytes)?);
-    }
-    Ok(out)
+fn chain_pem(chain: Option<&X509CertificateChain>) -> String {
+    chain
+        .map(|c| c.certificates.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| pem_encode("CERTIFICATE", &c.raw_bytes))
+        .collect()
 }
 
 fn custom(usage: &str, range: Option<&TimeRange>, uri: &str) -> Option<Value> {
@@ -84,7 +80,7 @@ pub fn from_trust_root(
         out.push(TargetFile {
             // Scaffolding's first name is fulcio_v1; keep counting from it.
             name: format!("fulcio_v{}.crt.pem", i + 1),
-            content: chain_pem(ca.cert_chain.as_ref())?,
+            content: chain_pem(ca.cert_chain.as_ref()),
             custom: custom("Fulcio", ca.valid_for.as_ref(), &ca.uri),
         });
     }
@@ -97,7 +93,7 @@ pub fn from_trust_root(
             let Some(der) = &key.raw_bytes else { continue };
             out.push(TargetFile {
                 name: generation(base, ".pub", i),
-                content: pem_of("PUBLIC KEY", der)?,
+                content: pem_encode("PUBLIC KEY", der),
                 custom: custom(usage, key.valid_for.as_ref(), &log.base_url),
             });
         }
@@ -121,7 +117,7 @@ pub fn from_trust_root(
                 } else {
                     format!("tsa_v{}_{part}.crt.pem", i + 1)
                 },
-                content: pem_of("CERTIFICATE", &cert.raw_bytes)?,
+                content: pem_encode("CERTIFICATE", &cert.raw_bytes),
                 custom: custom("TSA", tsa.valid_for.as_ref(), &tsa.uri),
             });
         }
