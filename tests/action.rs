@@ -12,7 +12,11 @@ use base64::Engine;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
 use serde_json::Value;
-use support::{CLUSTER_ISSUER, servers::built};
+use support::{
+    CLUSTER_ISSUER,
+    cosign::{Cosign, Services},
+    servers::built,
+};
 
 async fn run(program: &Path, args: &[&str], env: &[(&str, String)]) -> (bool, String) {
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
@@ -103,44 +107,22 @@ async fn stack_up_script_installs_brings_up_and_exports() {
     assert_eq!(claims(fresh.trim())["aud"][0], "sigstore");
 
     // cosign with nothing but the exported variables.
+    let cosign = Cosign::with_token(
+        out_dir.clone(),
+        &env["OIDC_TOKEN"],
+        env["SIGNER_IDENTITY"].clone(),
+        env["ISSUER_URL"].clone(),
+    );
     let blob = out_dir.join("blob.txt");
     std::fs::write(&blob, "signed in CI\n").unwrap();
-    let token_file = out_dir.join("token");
-    std::fs::write(&token_file, &env["OIDC_TOKEN"]).unwrap();
-    let bundle = out_dir.join("blob.sigstore.json");
-    let cosign = built("cosign");
-    let home = [("HOME", out_dir.display().to_string())];
-    let (ok, log) = run(
-        &cosign,
-        &[
-            "sign-blob",
-            "--yes",
-            "--new-bundle-format",
-            &format!("--trusted-root={}", env["TRUSTED_ROOT"]),
-            &format!("--fulcio-url={}", env["FULCIO_URL"]),
-            &format!("--rekor-url={}", env["REKOR_URL"]),
-            &format!("--timestamp-server-url={}", env["TSA_URL"]),
-            &format!("--identity-token={}", token_file.display()),
-            &format!("--bundle={}", bundle.display()),
-            &blob.display().to_string(),
-        ],
-        &home,
-    )
-    .await;
-    assert!(ok, "cosign sign-blob failed:\n{log}");
-    let (ok, log) = run(
-        &cosign,
-        &[
-            "verify-blob",
-            &format!("--trusted-root={}", env["TRUSTED_ROOT"]),
-            &format!("--bundle={}", bundle.display()),
-            &format!("--certificate-identity={}", env["SIGNER_IDENTITY"]),
-            &format!("--certificate-oidc-issuer={}", env["ISSUER_URL"]),
-            &blob.display().to_string(),
-        ],
-        &home,
-    )
-    .await;
+    let trusted_root = Path::new(&env["TRUSTED_ROOT"]);
+    let services = Services {
+        fulcio: env["FULCIO_URL"].clone(),
+        rekor: env["REKOR_URL"].clone(),
+        timestamp: env["TSA_URL"].clone(),
+    };
+    let bundle = cosign.sign(trusted_root, &services, &blob).await;
+    let (ok, log) = cosign.verify(Some(trusted_root), &blob, &bundle).await;
     assert!(ok, "cosign verify-blob failed:\n{log}");
 }
 

@@ -9,19 +9,20 @@ mod support;
 
 use std::{
     collections::BTreeMap,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::Command,
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::{
-    authentication::v1::TokenRequest,
-    core::v1::{ConfigMap, Pod, Service, ServiceAccount},
-};
-use kube::{Api, Client, api::PostParams};
-use serde_json::{Value, json};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::{Api, Client};
+use serde_json::Value;
 use sigstore_operator::api::SigstoreStack;
-use support::{CLUSTER_ISSUER, servers::built};
+use support::{
+    CLUSTER_ISSUER,
+    cosign::{Cosign, Services},
+    servers::built,
+};
 
 /// `http://<ClusterIP>` of Service `name`: the agent's proxy serves
 /// ClusterIPs on this host too, as a node's kube-proxy does.
@@ -33,15 +34,6 @@ async fn service_url(client: &Client, ns: &str, name: &str) -> String {
     let spec = svc.spec.unwrap();
     let port = spec.ports.unwrap()[0].port;
     format!("http://{}:{port}", spec.cluster_ip.unwrap())
-}
-
-/// cosign (or another client) with `home` as its HOME and TUF cache.
-async fn run(program: &Path, args: &[String], home: &Path) -> (bool, String) {
-    let env = [
-        ("HOME", home.display().to_string()),
-        ("TUF_ROOT", home.join("tuf").display().to_string()),
-    ];
-    support::node::run(program, args, &env).await
 }
 
 /// The figure recorded when Rekor's Pod is seen held back.
@@ -186,22 +178,8 @@ async fn sample_stack_becomes_ready_and_cosign_signs_against_it() {
     );
 
     // A token for ServiceAccount `signer`, audience sigstore.
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns.name);
-    let sa: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": "signer"}})).unwrap();
-    accounts.create(&PostParams::default(), &sa).await.unwrap();
-    let request: TokenRequest = serde_json::from_value(
-        json!({"spec": {"audiences": ["sigstore"], "expirationSeconds": 600}}),
-    )
-    .unwrap();
-    let token: TokenRequest = accounts
-        .create_subresource("token", "signer", &PostParams::default(), &request)
-        .await
-        .unwrap();
     let work: PathBuf = support::logs_dir().join(format!("{}-cosign", ns.name));
-    std::fs::create_dir_all(&work).unwrap();
-    let token_file = work.join("token");
-    std::fs::write(&token_file, token.status.unwrap().token).unwrap();
+    let cosign = Cosign::signer(&client, &ns.name, work.clone(), CLUSTER_ISSUER).await;
 
     // The stack's trust root, as a user reads it from status.
     let status = stacks.get(&name).await.unwrap().status.unwrap();
@@ -222,50 +200,17 @@ async fn sample_stack_becomes_ready_and_cosign_signs_against_it() {
     let tsa = service_url(&client, &ns.name, &format!("{name}-tsa")).await;
     let blob = work.join("blob.txt");
     std::fs::write(&blob, "signed end to end\n").unwrap();
-    let bundle = work.join("blob.sigstore.json");
-    let cosign = built("cosign");
-    let (ok, log) = run(
-        &cosign,
-        &[
-            "sign-blob".into(),
-            "--yes".into(),
-            "--new-bundle-format".into(),
-            format!("--trusted-root={}", root_file.display()),
-            format!("--fulcio-url={fulcio}"),
-            format!("--rekor-url={rekor}"),
-            format!("--timestamp-server-url={tsa}/api/v1/timestamp"),
-            format!("--identity-token={}", token_file.display()),
-            format!("--bundle={}", bundle.display()),
-            blob.display().to_string(),
-        ],
-        &work,
-    )
-    .await;
-    assert!(ok, "cosign sign-blob failed:\n{log}");
-    let identity = format!(
-        "https://kubernetes.io/namespaces/{}/serviceaccounts/signer",
-        ns.name
-    );
-    let verify = async |blob: &Path| {
-        run(
-            &cosign,
-            &[
-                "verify-blob".into(),
-                format!("--trusted-root={}", root_file.display()),
-                format!("--bundle={}", bundle.display()),
-                format!("--certificate-identity={identity}"),
-                format!("--certificate-oidc-issuer={CLUSTER_ISSUER}"),
-                blob.display().to_string(),
-            ],
-            &work,
-        )
-        .await
+    let services = Services {
+        fulcio,
+        rekor: rekor.clone(),
+        timestamp: format!("{tsa}/api/v1/timestamp"),
     };
-    let (ok, log) = verify(&blob).await;
+    let bundle = cosign.sign(&root_file, &services, &blob).await;
+    let (ok, log) = cosign.verify(Some(&root_file), &blob, &bundle).await;
     assert!(ok, "cosign verify-blob failed:\n{log}");
     let changed = work.join("changed.txt");
     std::fs::write(&changed, "something else\n").unwrap();
-    let (ok, _) = verify(&changed).await;
+    let (ok, _) = cosign.verify(Some(&root_file), &changed, &bundle).await;
     assert!(!ok, "a changed blob must not verify");
 
     // The Rekor entry comes back from Rekor.
@@ -303,29 +248,8 @@ async fn sample_stack_becomes_ready_and_cosign_signs_against_it() {
     let root_json = work.join("root.json");
     std::fs::write(&root_json, &repository[&tuf_root.key]).unwrap();
     let mirror = service_url(&client, &ns.name, &format!("{name}-tuf")).await;
-    let (ok, log) = run(
-        &cosign,
-        &[
-            "initialize".into(),
-            format!("--mirror={mirror}"),
-            format!("--root={}", root_json.display()),
-        ],
-        &work,
-    )
-    .await;
-    assert!(ok, "cosign initialize failed:\n{log}");
-    let (ok, log) = run(
-        &cosign,
-        &[
-            "verify-blob".into(),
-            format!("--bundle={}", bundle.display()),
-            format!("--certificate-identity={identity}"),
-            format!("--certificate-oidc-issuer={CLUSTER_ISSUER}"),
-            blob.display().to_string(),
-        ],
-        &work,
-    )
-    .await;
+    cosign.initialize(&mirror, &root_json).await;
+    let (ok, log) = cosign.verify(None, &blob, &bundle).await;
     assert!(
         ok,
         "cosign verify-blob through the stack's TUF failed:\n{log}"

@@ -19,7 +19,9 @@ use sigstore_operator::{
     trust_root::{Material, trusted_root},
 };
 use support::{
-    Output, run_cli,
+    Output,
+    cosign::{Cosign, Services},
+    run_cli,
     servers::{built, mount, mount_dir, port, redis, serve},
     trillian::trillian,
 };
@@ -615,16 +617,18 @@ async fn stages_feed_the_real_servers() {
         ctlog: format!("http://127.0.0.1:{ct_port}/testlog"),
         tsa: format!("http://127.0.0.1:{tsa_port}"),
     };
-    let cosign = Cosign::new(cp, &client, &ns.name).await;
+    let cosign = cosign_signer(cp, &client, &ns.name).await;
     let now = k8s_openapi::jiff::Timestamp::now;
     let root_v1 = trusted_root(None, &material(&client, &ns.name, &urls).await, now()).unwrap();
-    let root_v1_file = cosign.write_root(&root_v1, "v1");
-    let first = cosign.sign(&root_v1_file, &urls, "first");
-    let (ok, log) = cosign.verify(&root_v1_file, &first);
+    let root_v1_file = write_root(&cosign, &root_v1, "v1");
+    let first = sign(&cosign, &root_v1_file, &urls, "first").await;
+    let (ok, log) = cosign.verify(Some(&root_v1_file), &first.0, &first.1).await;
     assert!(ok, "cosign verify-blob failed:\n{log}");
     let changed = (cosign.work.join("changed.txt"), first.1.clone());
     std::fs::write(&changed.0, "something else\n").unwrap();
-    let (ok, log) = cosign.verify(&root_v1_file, &changed);
+    let (ok, log) = cosign
+        .verify(Some(&root_v1_file), &changed.0, &changed.1)
+        .await;
     assert!(!ok, "a changed blob must not verify:\n{log}");
     let bundle: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&first.1).unwrap()).unwrap();
@@ -643,13 +647,13 @@ async fn stages_feed_the_real_servers() {
     let tuf = support::tuf::Served::start(&ns.name, &repo_v1);
     let root_json = cosign.work.join("root.json");
     std::fs::write(&root_json, &repo_v1["root.json"]).unwrap();
-    cosign.initialize(&tuf.url, &root_json);
-    let (ok, log) = cosign.verify_with_tuf(&first);
+    cosign.initialize(&tuf.url, &root_json).await;
+    let (ok, log) = cosign.verify(None, &first.0, &first.1).await;
     assert!(
         ok,
         "cosign verify-blob with the TUF trust root failed:\n{log}"
     );
-    let (ok, _) = cosign.verify_with_tuf(&changed);
+    let (ok, _) = cosign.verify(None, &changed.0, &changed.1).await;
     assert!(!ok, "a changed blob must not verify through TUF either");
     let fetched = |target: &str| {
         support::tuf::fetch(&tuf.url, &root_json, target, None)
@@ -708,16 +712,20 @@ async fn stages_feed_the_real_servers() {
             .is_some()
     );
     assert_eq!(root_v2.tlogs, root_v1.tlogs, "Rekor's entry is unchanged");
-    let root_v2_file = cosign.write_root(&root_v2, "v2");
-    let second = cosign.sign(&root_v2_file, &urls, "second");
+    let root_v2_file = write_root(&cosign, &root_v2, "v2");
+    let second = sign(&cosign, &root_v2_file, &urls, "second").await;
     for (what, signed) in [("the new", &second), ("the old", &first)] {
-        let (ok, log) = cosign.verify(&root_v2_file, signed);
+        let (ok, log) = cosign
+            .verify(Some(&root_v2_file), &signed.0, &signed.1)
+            .await;
         assert!(
             ok,
             "{what} signature must verify after the rotation:\n{log}"
         );
     }
-    let (ok, _) = cosign.verify(&root_v1_file, &second);
+    let (ok, _) = cosign
+        .verify(Some(&root_v1_file), &second.0, &second.1)
+        .await;
     assert!(!ok, "the old trust root does not know the new CA");
 
     // The TUF repository follows: new targets, the same root.json; cosign,
@@ -732,9 +740,9 @@ async fn stages_feed_the_real_servers() {
         "targets signed again"
     );
     tuf.update(&repo_v2);
-    cosign.initialize(&tuf.url, &root_json);
+    cosign.initialize(&tuf.url, &root_json).await;
     for (what, signed) in [("the new", &second), ("the old", &first)] {
-        let (ok, log) = cosign.verify_with_tuf(signed);
+        let (ok, log) = cosign.verify(None, &signed.0, &signed.1).await;
         assert!(
             ok,
             "{what} signature must verify through TUF after the rotation:\n{log}"
@@ -1196,153 +1204,57 @@ async fn material(client: &kube::Client, ns: &str, urls: &Urls) -> Material {
     }
 }
 
-/// cosign with a service-account identity: a token for SA `signer`,
-/// audience `sigstore`, whose issuer's discovery is open to Fulcio (as
-/// KinD setups open it).
-struct Cosign {
-    work: std::path::PathBuf,
-    token: std::path::PathBuf,
-    identity: String,
-    issuer: String,
+/// cosign as ServiceAccount `signer`, whose issuer's discovery is open to
+/// Fulcio (as KinD setups open it).
+async fn cosign_signer(cp: &support::ControlPlane, client: &kube::Client, ns: &str) -> Cosign {
+    support::manifests::apply(
+        client,
+        &[serde_json::from_value(serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "sigstore-test-oidc-discovery"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": "system:service-account-issuer-discovery"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                          "name": "system:unauthenticated"}],
+        }))
+        .unwrap()],
+        "default",
+    )
+    .await;
+    Cosign::signer(client, ns, mount_dir(&format!("{ns}-cosign")), &cp.server).await
 }
 
-impl Cosign {
-    async fn new(cp: &support::ControlPlane, client: &kube::Client, ns: &str) -> Self {
-        use k8s_openapi::api::{authentication::v1::TokenRequest, core::v1::ServiceAccount};
-        support::manifests::apply(
-            client,
-            &[serde_json::from_value(serde_json::json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                "metadata": {"name": "sigstore-test-oidc-discovery"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                            "name": "system:service-account-issuer-discovery"},
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
-                              "name": "system:unauthenticated"}],
-            }))
-            .unwrap()],
-            "default",
-        )
-        .await;
-        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-        let sa: ServiceAccount =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": "signer"}})).unwrap();
-        accounts.create(&PostParams::default(), &sa).await.unwrap();
-        let request: TokenRequest = serde_json::from_value(serde_json::json!({
-            "spec": {"audiences": ["sigstore"], "expirationSeconds": 600}
-        }))
-        .unwrap();
-        let token: TokenRequest = accounts
-            .create_subresource("token", "signer", &PostParams::default(), &request)
-            .await
-            .unwrap();
-        let work = mount_dir(&format!("{ns}-cosign"));
-        let path = work.join("token");
-        std::fs::write(&path, token.status.unwrap().token).unwrap();
-        Self {
-            work,
-            token: path,
-            identity: format!("https://kubernetes.io/namespaces/{ns}/serviceaccounts/signer"),
-            issuer: cp.server.clone(),
-        }
-    }
+/// Writes `root` for cosign as `trusted_root-<name>.json`.
+fn write_root(
+    cosign: &Cosign,
+    root: &sigstore_protobuf_specs::dev::sigstore::trustroot::v1::TrustedRoot,
+    name: &str,
+) -> std::path::PathBuf {
+    let file = cosign.work.join(format!("trusted_root-{name}.json"));
+    std::fs::write(&file, serde_json::to_string_pretty(root).unwrap()).unwrap();
+    file
+}
 
-    fn run(&self, args: Vec<String>) -> (bool, String) {
-        let out = Command::new(built("cosign"))
-            .args(&args)
-            .env_clear()
-            .env("HOME", &self.work)
-            .env("TUF_ROOT", self.work.join("tuf"))
-            .env("PATH", "/usr/bin:/bin")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run cosign");
-        let log = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), log)
-    }
-
-    fn write_root(
-        &self,
-        root: &sigstore_protobuf_specs::dev::sigstore::trustroot::v1::TrustedRoot,
-        name: &str,
-    ) -> std::path::PathBuf {
-        let file = self.work.join(format!("trusted_root-{name}.json"));
-        std::fs::write(&file, serde_json::to_string_pretty(root).unwrap()).unwrap();
-        file
-    }
-
-    /// Signs a new blob `name`; returns the blob and its bundle.
-    fn sign(
-        &self,
-        root: &std::path::Path,
-        urls: &Urls,
-        name: &str,
-    ) -> (std::path::PathBuf, std::path::PathBuf) {
-        let blob = self.work.join(format!("{name}.txt"));
-        std::fs::write(
-            &blob,
-            format!("{name}, signed with a service-account identity\n"),
-        )
-        .unwrap();
-        let bundle = self.work.join(format!("{name}.sigstore.json"));
-        let (ok, log) = self.run(vec![
-            "sign-blob".into(),
-            "--yes".into(),
-            "--new-bundle-format".into(),
-            format!("--trusted-root={}", root.display()),
-            format!("--fulcio-url={}", urls.fulcio),
-            format!("--rekor-url={}", urls.rekor),
-            format!("--timestamp-server-url={}/api/v1/timestamp", urls.tsa),
-            format!("--identity-token={}", self.token.display()),
-            format!("--bundle={}", bundle.display()),
-            blob.display().to_string(),
-        ]);
-        assert!(ok, "cosign sign-blob failed:\n{log}");
-        (blob, bundle)
-    }
-
-    /// `initialize` from the TUF mirror `url`, trusting `root` (root.json).
-    fn initialize(&self, url: &str, root: &std::path::Path) {
-        let (ok, log) = self.run(vec![
-            "initialize".into(),
-            format!("--mirror={url}"),
-            format!("--root={}", root.display()),
-        ]);
-        assert!(ok, "cosign initialize failed:\n{log}");
-    }
-
-    /// `verify-blob` with the trust root cosign got from TUF.
-    fn verify_with_tuf(
-        &self,
-        (blob, bundle): &(std::path::PathBuf, std::path::PathBuf),
-    ) -> (bool, String) {
-        self.run(vec![
-            "verify-blob".into(),
-            format!("--bundle={}", bundle.display()),
-            format!("--certificate-identity={}", self.identity),
-            format!("--certificate-oidc-issuer={}", self.issuer),
-            blob.display().to_string(),
-        ])
-    }
-
-    /// `verify-blob` with only the trust root `root` and the identity.
-    fn verify(
-        &self,
-        root: &std::path::Path,
-        (blob, bundle): &(std::path::PathBuf, std::path::PathBuf),
-    ) -> (bool, String) {
-        self.run(vec![
-            "verify-blob".into(),
-            format!("--trusted-root={}", root.display()),
-            format!("--bundle={}", bundle.display()),
-            format!("--certificate-identity={}", self.identity),
-            format!("--certificate-oidc-issuer={}", self.issuer),
-            blob.display().to_string(),
-        ])
-    }
+/// Signs a new blob `name` against `urls`; returns the blob and its bundle.
+async fn sign(
+    cosign: &Cosign,
+    root: &std::path::Path,
+    urls: &Urls,
+    name: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let blob = cosign.work.join(format!("{name}.txt"));
+    std::fs::write(
+        &blob,
+        format!("{name}, signed with a service-account identity\n"),
+    )
+    .unwrap();
+    let services = Services {
+        fulcio: urls.fulcio.clone(),
+        rekor: urls.rekor.clone(),
+        timestamp: format!("{}/api/v1/timestamp", urls.tsa),
+    };
+    let bundle = cosign.sign(root, &services, &blob).await;
+    (blob, bundle)
 }
 
 fn createtuf(ns: &str) -> Vec<&str> {

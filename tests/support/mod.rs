@@ -8,6 +8,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of it.
 
 mod certs;
+pub mod cosign;
 pub mod jobs;
 pub mod kubelet;
 pub mod manifests;
