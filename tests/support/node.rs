@@ -190,12 +190,15 @@ fn sh(cmd: &str) -> Result<(), String> {
 }
 
 /// The bridge Pods join; ClusterIPs are addresses on it too (this kernel
-/// has no dummy interfaces).
+/// has no dummy interfaces). Its MAC is fixed: a bridge otherwise takes
+/// its lowest port's, so a Pod coming or going would change the gateway's
+/// MAC under every other Pod, whose traffic then stalls until its ARP entry
+/// expires (seen as 30-50 s pauses of the in-cluster operator).
 fn network_up() -> Result<(), String> {
     network_down();
     sh(&format!(
-        "ip link add {BRIDGE} type bridge && ip addr add {GATEWAY}/24 dev {BRIDGE} && \
-         ip link set {BRIDGE} up"
+        "ip link add {BRIDGE} address 02:73:6f:00:00:01 type bridge && \
+         ip addr add {GATEWAY}/24 dev {BRIDGE} && ip link set {BRIDGE} up"
     ))
 }
 
