@@ -17,8 +17,13 @@
 #   GITHUB_ENV       when set (in Actions), the variables are appended to it
 #
 # Writes $OUT_DIR/env (KEY=value lines, also printed), trusted_root.json,
-# root.json, and oidc-token (prints a fresh token for ServiceAccount
+# tuf/root.json, and oidc-token (prints a fresh token for ServiceAccount
 # $STACK_NAME-signer, audience sigstore).
+#
+# TUF_ROOT is cosign's own variable for its TUF cache directory, and every
+# later step sees what goes to GITHUB_ENV: so it names a directory (holding
+# root.json, beside which cosign keeps its cache), and TUF_ROOT_JSON names
+# the file.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -90,7 +95,8 @@ trust="$(status .status.trustedRoot.name)"
 k -n "$NS" get cm "$trust" -o jsonpath='{.data.trusted_root\.json}' >"$OUT_DIR/trusted_root.json"
 tuf_cm="$(status .status.tuf.root.name)"
 if [[ -n "$tuf_cm" ]]; then
-  k -n "$NS" get cm "$tuf_cm" -o jsonpath='{.data.root\.json}' >"$OUT_DIR/root.json"
+  mkdir -p "$OUT_DIR/tuf"
+  k -n "$NS" get cm "$tuf_cm" -o jsonpath='{.data.root\.json}' >"$OUT_DIR/tuf/root.json"
 fi
 issuer="$(k get --raw /.well-known/openid-configuration | sed -n 's/.*"issuer":"\([^"]*\)".*/\1/p')"
 
@@ -111,7 +117,8 @@ chmod +x "$OUT_DIR/oidc-token"
   echo "CTLOG_URL=$(url ctlog "/$(k -n "$NS" get "sst/$NAME" -o jsonpath='{.spec.ctlog.prefix}')")"
   echo "TSA_URL=$(url tsa /api/v1/timestamp)"
   echo "TUF_MIRROR=$(url tuf)"
-  echo "TUF_ROOT=$OUT_DIR/root.json"
+  echo "TUF_ROOT=$OUT_DIR/tuf"
+  echo "TUF_ROOT_JSON=$OUT_DIR/tuf/root.json"
   echo "TRUSTED_ROOT=$OUT_DIR/trusted_root.json"
   echo "ISSUER_URL=$issuer"
   echo "SIGNER_IDENTITY=https://kubernetes.io/namespaces/$NS/serviceaccounts/$signer"

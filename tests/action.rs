@@ -81,6 +81,7 @@ async fn stack_up_script_installs_brings_up_and_exports() {
         "TSA_URL",
         "TUF_MIRROR",
         "TUF_ROOT",
+        "TUF_ROOT_JSON",
         "TRUSTED_ROOT",
         "ISSUER_URL",
         "OIDC_TOKEN",
@@ -96,8 +97,14 @@ async fn stack_up_script_installs_brings_up_and_exports() {
     assert_eq!(token["iss"], CLUSTER_ISSUER);
     assert_eq!(token["aud"][0], "sigstore");
     let root: Value =
-        serde_json::from_str(&std::fs::read_to_string(&env["TUF_ROOT"]).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(&env["TUF_ROOT_JSON"]).unwrap()).unwrap();
     assert_eq!(root["signed"]["_type"], "root");
+    // cosign's own TUF_ROOT is its cache directory: the one exported holds root.json.
+    assert!(
+        Path::new(&env["TUF_ROOT"]).is_dir(),
+        "TUF_ROOT is a directory"
+    );
+    assert!(Path::new(&env["TUF_ROOT_JSON"]).starts_with(&env["TUF_ROOT"]));
     let ct = reqwest::get(format!("{}/ct/v1/get-roots", env["CTLOG_URL"]))
         .await
         .unwrap();
@@ -124,6 +131,45 @@ async fn stack_up_script_installs_brings_up_and_exports() {
     let bundle = cosign.sign(trusted_root, &services, &blob).await;
     let (ok, log) = cosign.verify(Some(trusted_root), &blob, &bundle).await;
     assert!(ok, "cosign verify-blob failed:\n{log}");
+
+    // A later workflow step: every exported variable in cosign's
+    // environment, as GITHUB_ENV puts it there. cosign bootstraps from the
+    // stack's TUF and verifies with nothing else.
+    let step_env: Vec<(&str, String)> = env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .chain([("HOME", out_dir.display().to_string())])
+        .collect();
+    let (ok, log) = run(
+        &built("cosign"),
+        &[
+            "initialize",
+            &format!("--mirror={}", env["TUF_MIRROR"]),
+            &format!("--root={}", env["TUF_ROOT_JSON"]),
+        ],
+        &step_env,
+    )
+    .await;
+    assert!(
+        ok,
+        "cosign initialize with the exported variables failed:\n{log}"
+    );
+    let (ok, log) = run(
+        &built("cosign"),
+        &[
+            "verify-blob",
+            &format!("--bundle={}", bundle.display()),
+            &format!("--certificate-identity={}", env["SIGNER_IDENTITY"]),
+            &format!("--certificate-oidc-issuer={}", env["ISSUER_URL"]),
+            &blob.display().to_string(),
+        ],
+        &step_env,
+    )
+    .await;
+    assert!(
+        ok,
+        "cosign verify-blob through the stack's TUF failed:\n{log}"
+    );
 }
 
 /// The Action's inputs are documented and its steps run the tested script.
