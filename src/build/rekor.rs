@@ -17,7 +17,12 @@ const SIGNER_DIR: &str = "/var/run/rekor-secrets";
 
 /// The in-cluster URL of the stack's Rekor.
 pub fn url(owner: &meta::Owner) -> String {
-    format!("http://{}", owner.host_of(REKOR))
+    format!("http://{}", origin(owner))
+}
+
+/// The log's origin: the host of [`url`], stable across Pods.
+pub fn origin(owner: &meta::Owner) -> String {
+    owner.host_of(REKOR)
 }
 
 /// Where Rekor keeps attestations: an emptyDir mounted there.
@@ -61,6 +66,11 @@ pub fn objects(inputs: &Inputs<'_>) -> Vec<Object> {
             // The gate: the Pod cannot start before createtree wrote this.
             "--trillian_log_server.tlog_id=$(TREE_ID)".into(),
             "--rekor_server.address=0.0.0.0".into(),
+            // The checkpoint origin (`<hostname> - <tree ID>`): by default
+            // the Pod's hostname, which changes with every Pod and matches
+            // nothing clients know. The Service's host is the host of the
+            // log's `baseUrl` in the trust root, which verifiers compare.
+            format!("--rekor_server.hostname={}", origin(owner)),
             "--host=0.0.0.0".into(),
             format!("--port={PORT}"),
             format!("--redis_server.address={}", owner.host_of(REKOR_REDIS)),
@@ -141,6 +151,12 @@ mod tests {
             .collect();
         assert!(args.contains(&"--trillian_log_server.address=demo-trillian-log-server.ns1.svc"));
         assert!(args.contains(&"--redis_server.address=demo-rekor-redis.ns1.svc"));
+        // The checkpoint origin is the host of the trust root's baseUrl.
+        assert!(args.contains(&"--rekor_server.hostname=demo-rekor.ns1.svc"));
+        assert_eq!(
+            format!("http://{}", origin(&inputs(&spec).owner)),
+            url(&inputs(&spec).owner)
+        );
         let volume = &json["spec"]["template"]["spec"]["volumes"][0]["secret"];
         assert_eq!(volume["secretName"], "demo-rekor-signer");
         assert_eq!(volume["items"][0]["key"], "private");
