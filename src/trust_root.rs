@@ -14,8 +14,8 @@ use sigstore_protobuf_specs::dev::sigstore::{
         X509Certificate, X509CertificateChain,
     },
     trustroot::v1::{
-        CertificateAuthority, Service, ServiceConfiguration, ServiceSelector, SigningConfig,
-        TransparencyLogInstance, TrustedRoot,
+        CertificateAuthority, ClientTrustConfig, Service, ServiceConfiguration, ServiceSelector,
+        SigningConfig, TransparencyLogInstance, TrustedRoot,
     },
 };
 use x509_parser::{
@@ -27,6 +27,17 @@ pub const TRUSTED_ROOT_MEDIA_TYPE: &str =
     "application/vnd.dev.sigstore.trustedroot+json;version=0.1";
 /// `signing_config.json`'s media type.
 pub const SIGNING_CONFIG_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.signingconfig.v0.2+json";
+/// `trust_config.json`'s media type (a `ClientTrustConfig`).
+pub const CLIENT_TRUST_CONFIG_MEDIA_TYPE: &str =
+    "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json";
+/// The trust root ConfigMap's key of `trusted_root.json`.
+pub const TRUSTED_ROOT_KEY: &str = "trusted_root.json";
+/// The trust root ConfigMap's key of `signing_config.json`.
+pub const SIGNING_CONFIG_KEY: &str = "signing_config.json";
+/// The trust root ConfigMap's key of `trust_config.json`: both of the
+/// above in one file, as sigstore-python (`--trust-config`), kwctl and
+/// sigstore-rs read them.
+pub const TRUST_CONFIG_KEY: &str = "trust_config.json";
 /// The `operator` named in each entry.
 const OPERATOR: &str = "sigstore-operator";
 /// New entries start this long before they are first seen, for skewed
@@ -52,6 +63,45 @@ pub enum TrustRootError {
         /// Which input.
         what: &'static str,
     },
+}
+
+/// What goes into the trust root ConfigMap, as JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// `trusted_root.json`.
+    pub trusted_root: String,
+    /// `signing_config.json`.
+    pub signing_config: String,
+    /// `trust_config.json`.
+    pub trust_config: String,
+}
+
+impl Published {
+    /// The three files for `root` and `config`.
+    pub fn of(root: &TrustedRoot, config: &SigningConfig) -> serde_json::Result<Self> {
+        let trust = ClientTrustConfig {
+            media_type: CLIENT_TRUST_CONFIG_MEDIA_TYPE.into(),
+            trusted_root: Some(root.clone()),
+            signing_config: Some(config.clone()),
+        };
+        Ok(Self {
+            trusted_root: serde_json::to_string_pretty(root)?,
+            signing_config: serde_json::to_string_pretty(config)?,
+            trust_config: serde_json::to_string_pretty(&trust)?,
+        })
+    }
+
+    /// The ConfigMap's data.
+    pub fn data(&self) -> std::collections::BTreeMap<String, String> {
+        [
+            (TRUSTED_ROOT_KEY, &self.trusted_root),
+            (SIGNING_CONFIG_KEY, &self.signing_config),
+            (TRUST_CONFIG_KEY, &self.trust_config),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.clone()))
+        .collect()
+    }
 }
 
 /// Whether any enabled component of `spec` belongs in a trust root.
@@ -434,6 +484,27 @@ pub(crate) mod tests {
         // And it reads back as the same message.
         let back: TrustedRoot = serde_json::from_value(json).unwrap();
         assert_eq!(back, root);
+    }
+
+    #[test]
+    fn the_trust_config_holds_the_trusted_root_and_signing_config() {
+        let root = trusted_root(None, &material(), at(1_000_000)).unwrap();
+        let config = signing_config(&root, Some("https://issuer"));
+        let published = Published::of(&root, &config).unwrap();
+        let trust: serde_json::Value = serde_json::from_str(&published.trust_config).unwrap();
+        assert_eq!(trust["mediaType"], CLIENT_TRUST_CONFIG_MEDIA_TYPE);
+        let inner: serde_json::Value = serde_json::from_str(&published.trusted_root).unwrap();
+        assert_eq!(trust["trustedRoot"], inner);
+        let inner: serde_json::Value = serde_json::from_str(&published.signing_config).unwrap();
+        assert_eq!(trust["signingConfig"], inner);
+        assert_eq!(
+            trust["signingConfig"]["rekorTlogUrls"][0]["url"], "http://r",
+            "the signing config's own media type is kept inside"
+        );
+        assert_eq!(
+            published.data().keys().collect::<Vec<_>>(),
+            [SIGNING_CONFIG_KEY, TRUST_CONFIG_KEY, TRUSTED_ROOT_KEY]
+        );
     }
 
     #[test]

@@ -44,6 +44,15 @@ pub struct SigstoreStackStatus {
     /// Where this stack's `trusted_root.json` is published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trusted_root: Option<ConfigMapKeyReference>,
+    /// Where this stack's `signing_config.json` is published (in-cluster
+    /// URLs, for clients in Pods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_config: Option<ConfigMapKeyReference>,
+    /// Where this stack's `trust_config.json` is published: a
+    /// `ClientTrustConfig` holding both of the above, for sigstore-python's
+    /// `--trust-config`, kwctl and sigstore-rs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_config: Option<ConfigMapKeyReference>,
 }
 
 /// A one-word summary of a stack's state.

@@ -41,9 +41,9 @@ pub struct Inputs<'a> {
     /// The Fulcio root keys (`fulcio-0`, ...) the CT log's Secret holds, so
     /// ct_server mounts every root its config names.
     pub ctlog_roots: Vec<String>,
-    /// `trusted_root.json` and `signing_config.json` to publish, once the
-    /// stages that feed them are done.
-    pub trust_root: Option<(String, String)>,
+    /// `trusted_root.json`, `signing_config.json` and `trust_config.json`
+    /// to publish, once the stages that feed them are done.
+    pub trust_root: Option<crate::trust_root::Published>,
 }
 
 /// An object the operator applies (server-side) whenever its content
@@ -128,20 +128,14 @@ pub fn objects(inputs: &Inputs<'_>) -> Result<Vec<Object>, serde_yaml::Error> {
     if Stage::Tuf.enabled(spec) {
         out.extend(tuf::objects(inputs));
     }
-    if let Some((trusted_root, signing_config)) = &inputs.trust_root {
+    if let Some(published) = &inputs.trust_root {
         let owner = &inputs.owner;
         out.push(Object::ConfigMap(ConfigMap {
             metadata: owner.meta(
                 owner.name_of(crate::names::TRUST_ROOT),
                 crate::names::TRUST_ROOT,
             ),
-            data: Some(
-                [
-                    ("trusted_root.json".to_owned(), trusted_root.clone()),
-                    ("signing_config.json".to_owned(), signing_config.clone()),
-                ]
-                .into(),
-            ),
+            data: Some(published.data()),
             ..ConfigMap::default()
         }));
     }

@@ -111,10 +111,7 @@ async fn reconcile_inner(stack: &SigstoreStack, ctx: &Context) -> Result<Action>
         images: build::Images::for_spec(spec, &ctx.options.jobs.image),
         cluster_issuer: cluster_issuer.as_deref(),
         ctlog_roots: ctlog_roots(&owner, &observed),
-        trust_root: trust
-            .as_ref()
-            .ok()
-            .map(|p| (p.trusted_root.clone(), p.signing_config.clone())),
+        trust_root: trust.as_ref().ok().cloned(),
     };
     for object in build::objects(&inputs)? {
         apply_if_changed(ctx, &namespace, object, &observed).await?;

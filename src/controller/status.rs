@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use super::{
     observe::Observed,
     plan::{self, FAILED, StagePlan},
-    trust::{NotPublished, Published, SIGNING_CONFIG_KEY, TRUSTED_ROOT_KEY},
+    trust::{NotPublished, Published, SIGNING_CONFIG_KEY, TRUST_CONFIG_KEY, TRUSTED_ROOT_KEY},
 };
 use crate::{
     api::{
@@ -49,7 +49,7 @@ fn trust_condition(owner: &Owner, trust: &Result<Published, NotPublished>) -> De
             Status::True,
             "Published",
             format!(
-                "ConfigMap {} holds {TRUSTED_ROOT_KEY} and {SIGNING_CONFIG_KEY}.",
+                "ConfigMap {} holds {TRUSTED_ROOT_KEY}, {SIGNING_CONFIG_KEY} and {TRUST_CONFIG_KEY}.",
                 owner.name_of(names::TRUST_ROOT)
             ),
         ),
@@ -230,10 +230,9 @@ pub fn desired(
             url: Some(build::fulcio::url(facts.owner)),
             root_certificate: plan::fulcio_root(facts.owner, facts.observed),
         }),
-        trusted_root: facts.trust.as_ref().ok().map(|_| ConfigMapKeyReference {
-            name: facts.owner.name_of(names::TRUST_ROOT),
-            key: TRUSTED_ROOT_KEY.into(),
-        }),
+        trusted_root: published(facts, TRUSTED_ROOT_KEY),
+        signing_config: published(facts, SIGNING_CONFIG_KEY),
+        trust_config: published(facts, TRUST_CONFIG_KEY),
         tsa: spec.tsa.enabled.then(|| TsaStatus {
             url: Some(build::tsa::url(facts.owner)),
             certificate_chain: facts
@@ -253,6 +252,14 @@ pub fn desired(
             }),
         }),
     }
+}
+
+/// Where `key` of the trust root ConfigMap is, once it is published.
+fn published(facts: &Facts<'_>, key: &str) -> Option<ConfigMapKeyReference> {
+    facts.trust.as_ref().ok().map(|_| ConfigMapKeyReference {
+        name: facts.owner.name_of(names::TRUST_ROOT),
+        key: key.into(),
+    })
 }
 
 fn log_status(facts: &Facts<'_>, log: Log, url: String) -> LogStatus {

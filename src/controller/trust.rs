@@ -13,19 +13,7 @@ use crate::{
     trust_root::{self, Material, TrustRootError},
 };
 
-/// The ConfigMap key of `trusted_root.json`.
-pub const TRUSTED_ROOT_KEY: &str = "trusted_root.json";
-/// The ConfigMap key of `signing_config.json`.
-pub const SIGNING_CONFIG_KEY: &str = "signing_config.json";
-
-/// What goes into the trust root ConfigMap.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Published {
-    /// `trusted_root.json`.
-    pub trusted_root: String,
-    /// `signing_config.json`.
-    pub signing_config: String,
-}
+pub use crate::trust_root::{Published, SIGNING_CONFIG_KEY, TRUST_CONFIG_KEY, TRUSTED_ROOT_KEY};
 
 /// Why the trust root is not published (yet).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,9 +114,5 @@ pub fn publish(
         .then_some(cluster_issuer)
         .flatten();
     let config = trust_root::signing_config(&root, issuer);
-    let json = |v: serde_json::Result<String>| v.map_err(|e| NotPublished::Invalid(e.to_string()));
-    Ok(Published {
-        trusted_root: json(serde_json::to_string_pretty(&root))?,
-        signing_config: json(serde_json::to_string_pretty(&config))?,
-    })
+    Published::of(&root, &config).map_err(|e| NotPublished::Invalid(e.to_string()))
 }
