@@ -130,13 +130,20 @@ async fn pods_run_with_their_network_mounts_and_identity() {
     let script = format!(
         "set -e\n\
          test \"$(curl -sf http://web.{ns}.svc/hello)\" = 'hello from a ConfigMap'\n\
+         test \"$(curl -sf http://web/hello)\" = 'hello from a ConfigMap'\n\
          test \"$WORD\" = bird\n\
+         test \"$(cat /proc/sys/kernel/hostname)\" = \"$POD_NAME\"\n\
+         test \"$POD_NAME\" != {machine}\n\
          sa=/var/run/secrets/kubernetes.io/serviceaccount\n\
          test \"$(cat $sa/namespace)\" = {ns}\n\
          curl -sf --cacert $sa/ca.crt -H \"Authorization: Bearer $(cat $sa/token)\" \
            https://kubernetes.default.svc/api >/dev/null\n\
          echo all good\n",
-        ns = ns.name
+        ns = ns.name,
+        // Each Pod has its own hostname, its name, as a kubelet gives it.
+        machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim()
     );
     create::<Job>(
         &client,
@@ -145,7 +152,8 @@ async fn pods_run_with_their_network_mounts_and_identity() {
                "spec": {"backoffLimit": 0, "template": {"spec": {
                    "restartPolicy": "Never",
                    "containers": [{"name": "fetch", "image": "debian", "command": ["sh", "-c", script],
-                       "env": [{"name": "WORD", "valueFrom": {"secretKeyRef": {"name": "word", "key": "word"}}}]}]}}}}),
+                       "env": [{"name": "WORD", "valueFrom": {"secretKeyRef": {"name": "word", "key": "word"}}},
+                               {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}]}}}}),
     )
     .await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns.name);

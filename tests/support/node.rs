@@ -56,6 +56,10 @@ const GATEWAY: &str = "10.244.0.1";
 /// Where a container's host paths are staged, in its own mount namespace.
 const STAGE: &str = "/.node-agent";
 
+/// cosign's image (ghcr.io/sigstore/cosign/cosign, published by cosign's
+/// release), at the version `hack/versions.env` builds as `cosign3`.
+pub const COSIGN_IMAGE: &str = "ghcr.io/sigstore/cosign/cosign:v3.1.3@sha256:9e5c2f2edc34351160407ca3416c61855bdf9403c3c5936e0f0be7fc261611b8";
+
 /// Where an image's programs are on this machine.
 #[derive(Clone, Debug, Default)]
 pub struct Images {
@@ -118,6 +122,9 @@ impl Images {
             (pinned::CTLOG, vec![tool("ct_server")]),
             (pinned::FULCIO, vec![tool("fulcio")]),
             (pinned::TSA, vec![tool("timestamp-server")]),
+            // cosign 3's image, for clients in Pods (the tests' own Jobs
+            // and config/samples/clients).
+            (COSIGN_IMAGE, vec![tool("cosign3")]),
             // The operator's own image, as config/manager names it.
             (
                 "sigstore-operator:dev",
@@ -497,7 +504,7 @@ impl Agent {
             .take(8)
             .collect();
         let netns = format!("sopod-{short}");
-        let dir = logs_dir().join("pods").join(format!("{}-{name}", self.ns));
+        let dir = pod_dir(&self.ns, &name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let n = self.ips.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -519,7 +526,7 @@ impl Agent {
                 self.ns
             ),
         )?;
-        self.write_hosts(&etc, &name, ip);
+        self.write_hosts(&etc, &pod_hostname(pod), ip);
         let volumes = self.volumes(pod, &dir).await?;
         let user = spec
             .security_context
@@ -577,7 +584,20 @@ impl Agent {
     }
 
     fn write_hosts(&self, etc: &Path, pod: &str, ip: Ipv4Addr) {
-        let services = self.hosts.lock().unwrap().clone();
+        // A Pod's resolver searches its own namespace first, so a bare
+        // Service name of that namespace resolves too, as cluster DNS does.
+        let services: String = self
+            .hosts
+            .lock()
+            .unwrap()
+            .lines()
+            .map(
+                |l| match l.rsplit(' ').next().and_then(|s| s.rsplit_once('.')) {
+                    Some((name, ns)) if ns == self.ns => format!("{l} {name}\n"),
+                    _ => format!("{l}\n"),
+                },
+            )
+            .collect();
         let _ = std::fs::write(
             etc.join("hosts"),
             format!("127.0.0.1 localhost\n{ip} {pod}\n{services}"),
@@ -611,7 +631,11 @@ impl Agent {
                 run.passes,
             )
         };
-        self.write_hosts(&PathBuf::from(format!("/etc/netns/{netns}")), &name, ip);
+        self.write_hosts(
+            &PathBuf::from(format!("/etc/netns/{netns}")),
+            &pod_hostname(pod),
+            ip,
+        );
         // The kubelet syncs volumes periodically, not at once.
         let volumes = if passes % 6 == 0 {
             let v = self.volumes(pod, &dir).await?;
@@ -870,7 +894,13 @@ impl Agent {
         // private tmpfs, and only then over the container's paths: a volume
         // mounted at, say, /tmp must not hide a source or program that
         // lives under /tmp on this host.
-        let mut script = format!("set -e\nmkdir -p {STAGE}\nmount -t tmpfs none {STAGE}\n");
+        // The Pod's hostname, in a UTS namespace of its own, as a kubelet
+        // gives it: `spec.hostname`, or the Pod's name.
+        let hostname = pod_hostname(pod);
+        let mut script = format!(
+            "set -e\necho {} > /proc/sys/kernel/hostname\nmkdir -p {STAGE}\nmount -t tmpfs none {STAGE}\n",
+            quote(&hostname)
+        );
         let mut stage = |src: &Path, name: String| {
             let staged = format!("{STAGE}/{name}");
             let make = if src.is_dir() { "mkdir -p" } else { "touch" };
@@ -935,6 +965,7 @@ impl Agent {
             "exec",
             netns,
             "unshare",
+            "--uts",
             "--mount",
             "--propagation",
             "private",
@@ -971,6 +1002,23 @@ impl Agent {
         })
         .await
     }
+}
+
+/// Where the agent keeps Pod `name` of `ns` (its volumes under
+/// `volumes/`), as a node keeps a Pod's directory until the Pod is deleted.
+pub fn pod_dir(ns: &str, name: &str) -> PathBuf {
+    logs_dir().join("pods").join(format!("{ns}-{name}"))
+}
+
+/// The hostname a kubelet gives `pod`'s containers: `spec.hostname`, or
+/// the Pod's name cut to 63 characters.
+pub fn pod_hostname(pod: &Pod) -> String {
+    let name = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.hostname.clone())
+        .unwrap_or_else(|| pod.name_any());
+    name.chars().take(63).collect()
 }
 
 /// A cluster for the node agent: the control plane of kind
@@ -1159,7 +1207,11 @@ async fn services_pass(
                     .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
                 {
                     let labels = pod.labels();
-                    if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                    // Terminating Pods are no endpoints, as EndpointSlices
+                    // leave them out.
+                    if !selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+                        || pod.metadata.deletion_timestamp.is_some()
+                    {
                         continue;
                     }
                     let status = pod.status.clone().unwrap_or_default();
