@@ -47,12 +47,21 @@ running in the background; their PIDs are in $out/port-forward.pids).
 
   set -a; . $out/env; set +a
   echo hello > blob.txt
-  \$OIDC_TOKEN_COMMAND > token
-  cosign sign-blob --yes --new-bundle-format --trusted-root "\$TRUSTED_ROOT" \\
-    --fulcio-url "\$FULCIO_URL" --rekor-url "\$REKOR_URL" --timestamp-server-url "\$TSA_URL" \\
-    --identity-token token --bundle blob.sigstore.json blob.txt
+  # cosign 3 (the signing config names the forwarded services):
+  cosign sign-blob --yes --signing-config "\$SIGNING_CONFIG" --trusted-root "\$TRUSTED_ROOT" \\
+    --identity-token "\$OIDC_TOKEN_FILE" --bundle blob.sigstore.json blob.txt
+  # cosign 2 takes the URLs as flags instead:
+  #   cosign sign-blob --yes --new-bundle-format --trusted-root "\$TRUSTED_ROOT" \\
+  #     --fulcio-url "\$FULCIO_URL" --rekor-url "\$REKOR_URL" --timestamp-server-url "\$TSA_URL" \\
+  #     --identity-token "\$OIDC_TOKEN_FILE" --bundle blob.sigstore.json blob.txt
   cosign verify-blob --trusted-root "\$TRUSTED_ROOT" --bundle blob.sigstore.json \\
     --certificate-identity "\$SIGNER_IDENTITY" --certificate-oidc-issuer "\$ISSUER_URL" blob.txt
+  # sigstore-python 4:
+  sigstore --trust-config "\$TRUST_CONFIG" verify identity --offline --bundle blob.sigstore.json \\
+    --cert-identity "\$SIGNER_IDENTITY" --cert-oidc-issuer "\$ISSUER_URL" blob.txt
+
+(A fresh stack's very first bundle is refused by sigstore-python; see the
+README's troubleshooting. Sign twice.) \$OIDC_TOKEN_COMMAND prints a fresh token.
 
 Remove it all with: make kind-down
 EOF

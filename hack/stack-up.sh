@@ -16,9 +16,12 @@
 #   OUT_DIR          where files go (default: ./sigstore-stack)
 #   GITHUB_ENV       when set (in Actions), the variables are appended to it
 #
-# Writes $OUT_DIR/env (KEY=value lines, also printed), trusted_root.json,
-# tuf/root.json, and oidc-token (prints a fresh token for ServiceAccount
-# $STACK_NAME-signer, audience sigstore).
+# Writes $OUT_DIR/env (KEY=value lines, printed without the token),
+# trusted_root.json,
+# signing_config.json and trust_config.json (the stack's, with each service
+# URL replaced by the address this machine reaches it at), tuf/root.json,
+# oidc-token (prints a fresh token for ServiceAccount $STACK_NAME-signer,
+# audience sigstore) and token (one such token, one hour).
 #
 # TUF_ROOT is cosign's own variable for its TUF cache directory, and every
 # later step sees what goes to GITHUB_ENV: so it names a directory (holding
@@ -93,6 +96,7 @@ url() {
 
 trust="$(status .status.trustedRoot.name)"
 k -n "$NS" get cm "$trust" -o jsonpath='{.data.trusted_root\.json}' >"$OUT_DIR/trusted_root.json"
+k -n "$NS" get cm "$trust" -o jsonpath='{.data.signing_config\.json}' >"$OUT_DIR/signing_config.in-cluster.json"
 tuf_cm="$(status .status.tuf.root.name)"
 if [[ -n "$tuf_cm" ]]; then
   mkdir -p "$OUT_DIR/tuf"
@@ -110,19 +114,65 @@ k -n "$NS" create serviceaccount "$signer" --dry-run=client -o yaml | k apply --
   printf 'exec %q -n %q create token %q --audience sigstore --duration 1h\n' "$KUBECTL" "$NS" "$signer"
 } >"$OUT_DIR/oidc-token"
 chmod +x "$OUT_DIR/oidc-token"
+# cosign's --identity-token takes a file: given a token's value it tries to
+# open it as one, which fails for any real token (longer than a file name).
+(umask 077 && "$OUT_DIR/oidc-token" >"$OUT_DIR/token")
+
+# One address per Service, reused for every URL that names it.
+fulcio_url="$(url fulcio)"
+rekor_url="$(url rekor)"
+tsa_base="$(url tsa)"
+
+# The signing config's URLs name in-cluster hosts (<stack>-<part>.<ns>.svc),
+# which this machine cannot resolve: the same file with the addresses above,
+# and the ClientTrustConfig that holds it beside the trust root. The trust
+# root itself is unchanged: its log URLs' hosts are the logs' origins, which
+# verifiers check checkpoints against.
+python3 - "$OUT_DIR" "http://$NAME-fulcio.$NS.svc=$fulcio_url" \
+  "http://$NAME-rekor.$NS.svc=$rekor_url" "http://$NAME-tsa.$NS.svc=$tsa_base" <<'PY'
+import json, sys
+from urllib.parse import urlsplit
+out, pairs = sys.argv[1], [a.split("=", 1) for a in sys.argv[2:]]
+local = {k: v for k, v in pairs if v}
+def reach(url):
+    u = urlsplit(url)
+    base = local.get(f"{u.scheme}://{u.netloc}")
+    if base is None:
+        return url
+    return base.rstrip("/") + u.path + (f"?{u.query}" if u.query else "")
+with open(f"{out}/signing_config.in-cluster.json") as f:
+    config = json.load(f)
+for field in ("caUrls", "rekorTlogUrls", "tsaUrls"):
+    for service in config.get(field, []):
+        service["url"] = reach(service["url"])
+with open(f"{out}/trusted_root.json") as f:
+    root = json.load(f)
+with open(f"{out}/signing_config.json", "w") as f:
+    json.dump(config, f, indent=2)
+trust = {
+    "mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
+    "trustedRoot": root,
+    "signingConfig": config,
+}
+with open(f"{out}/trust_config.json", "w") as f:
+    json.dump(trust, f, indent=2)
+PY
 
 {
-  echo "FULCIO_URL=$(url fulcio)"
-  echo "REKOR_URL=$(url rekor)"
+  echo "FULCIO_URL=$fulcio_url"
+  echo "REKOR_URL=$rekor_url"
   echo "CTLOG_URL=$(url ctlog "/$(k -n "$NS" get "sst/$NAME" -o jsonpath='{.spec.ctlog.prefix}')")"
-  echo "TSA_URL=$(url tsa /api/v1/timestamp)"
+  echo "TSA_URL=${tsa_base:+$tsa_base/api/v1/timestamp}"
   echo "TUF_MIRROR=$(url tuf)"
   echo "TUF_ROOT=$OUT_DIR/tuf"
   echo "TUF_ROOT_JSON=$OUT_DIR/tuf/root.json"
   echo "TRUSTED_ROOT=$OUT_DIR/trusted_root.json"
+  echo "SIGNING_CONFIG=$OUT_DIR/signing_config.json"
+  echo "TRUST_CONFIG=$OUT_DIR/trust_config.json"
   echo "ISSUER_URL=$issuer"
   echo "SIGNER_IDENTITY=https://kubernetes.io/namespaces/$NS/serviceaccounts/$signer"
-  echo "OIDC_TOKEN=$("$OUT_DIR/oidc-token")"
+  echo "OIDC_TOKEN=$(cat "$OUT_DIR/token")"
+  echo "OIDC_TOKEN_FILE=$OUT_DIR/token"
   echo "OIDC_TOKEN_COMMAND=$OUT_DIR/oidc-token"
 } >"$OUT_DIR/env"
 if [[ -n "${GITHUB_ENV:-}" ]]; then

@@ -37,26 +37,20 @@ async fn stack_up_script_installs_brings_up_and_exports() {
     let (cp, client, ns, _agent) =
         support::node::cluster("action", &["sigstore-operator-system"]).await;
     let out_dir = support::logs_dir().join(format!("{}-out", ns.name));
-    let script = support::repo_root().join("hack/stack-up.sh");
-    let (ok, log) = run(
-        Path::new("bash"),
-        &[&script.display().to_string()],
-        &[
-            ("KUBECTL", built("kubectl").display().to_string()),
-            ("KUBECONFIG", cp.kubeconfig.display().to_string()),
-            ("STACK_NAME", "ci".into()),
-            ("STACK_NAMESPACE", ns.name.clone()),
-            // A YAML spec, as an Action input would carry it.
-            (
-                "STACK_SPEC",
-                "tuf:\n  expiry:\n    timestamp: 2h\n    snapshot: 4h\n".into(),
-            ),
-            ("EXPOSE", "cluster-ip".into()),
-            ("WAIT_TIMEOUT", "5m".into()),
-            ("OUT_DIR", out_dir.display().to_string()),
-            ("HOME", out_dir.display().to_string()),
-        ],
-    )
+    let (ok, log) = support::clients::stack_up(&[
+        ("KUBECONFIG", cp.kubeconfig.display().to_string()),
+        ("STACK_NAME", "ci".into()),
+        ("STACK_NAMESPACE", ns.name.clone()),
+        // A YAML spec, as an Action input would carry it.
+        (
+            "STACK_SPEC",
+            "tuf:\n  expiry:\n    timestamp: 2h\n    snapshot: 4h\n".into(),
+        ),
+        ("EXPOSE", "cluster-ip".into()),
+        ("WAIT_TIMEOUT", "5m".into()),
+        ("OUT_DIR", out_dir.display().to_string()),
+        ("HOME", out_dir.display().to_string()),
+    ])
     .await;
     assert!(ok, "hack/stack-up.sh failed:\n{log}");
     assert!(!log.contains("OIDC_TOKEN=ey"), "the token is not printed");
@@ -83,8 +77,11 @@ async fn stack_up_script_installs_brings_up_and_exports() {
         "TUF_ROOT",
         "TUF_ROOT_JSON",
         "TRUSTED_ROOT",
+        "SIGNING_CONFIG",
+        "TRUST_CONFIG",
         "ISSUER_URL",
         "OIDC_TOKEN",
+        "OIDC_TOKEN_FILE",
     ] {
         assert!(
             env.get(key).is_some_and(|v| !v.is_empty()),
@@ -114,9 +111,9 @@ async fn stack_up_script_installs_brings_up_and_exports() {
     assert_eq!(claims(fresh.trim())["aud"][0], "sigstore");
 
     // cosign with nothing but the exported variables.
-    let cosign = Cosign::with_token(
+    let cosign = Cosign::with_token_file(
         out_dir.clone(),
-        &env["OIDC_TOKEN"],
+        Path::new(&env["OIDC_TOKEN_FILE"]),
         env["SIGNER_IDENTITY"].clone(),
         env["ISSUER_URL"].clone(),
     );
@@ -170,6 +167,39 @@ async fn stack_up_script_installs_brings_up_and_exports() {
         ok,
         "cosign verify-blob through the stack's TUF failed:\n{log}"
     );
+
+    // cosign 3 in a later step, as the README shows it: the exported
+    // signing config and trusted root, no service URL flags.
+    let bundle3 = out_dir.join("blob3.sigstore.json");
+    let (ok, log) = run(
+        &built("cosign3"),
+        &[
+            "sign-blob",
+            "--yes",
+            &format!("--signing-config={}", env["SIGNING_CONFIG"]),
+            &format!("--trusted-root={}", env["TRUSTED_ROOT"]),
+            &format!("--identity-token={}", env["OIDC_TOKEN_FILE"]),
+            &format!("--bundle={}", bundle3.display()),
+            &blob.display().to_string(),
+        ],
+        &step_env,
+    )
+    .await;
+    assert!(ok, "cosign 3 sign-blob with SIGNING_CONFIG failed:\n{log}");
+    let (ok, log) = run(
+        &built("cosign3"),
+        &[
+            "verify-blob",
+            &format!("--trusted-root={}", env["TRUSTED_ROOT"]),
+            &format!("--bundle={}", bundle3.display()),
+            &format!("--certificate-identity={}", env["SIGNER_IDENTITY"]),
+            &format!("--certificate-oidc-issuer={}", env["ISSUER_URL"]),
+            &blob.display().to_string(),
+        ],
+        &step_env,
+    )
+    .await;
+    assert!(ok, "cosign 3 verify-blob with TRUSTED_ROOT failed:\n{log}");
 }
 
 /// The Action's inputs are documented and its steps run the tested script.
