@@ -4,7 +4,7 @@
 # installs MariaDB and Redis from apt when missing. No prebuilt binary is
 # downloaded: nothing but the module proxy is reachable on the build machines.
 #
-# Usage: hack/tools.sh [etcd|kube|helm|sigstore|apt|all]   (default: all)
+# Usage: hack/tools.sh [etcd|kube|helm|sigstore|apt|pytuf|sigstore-python|all]   (default: all)
 # Env:   TOOLS_DIR  cache root (default: <repo>/.tools, gitignored)
 set -euo pipefail
 
@@ -122,6 +122,8 @@ build_sigstore() {
   go_install rekor-server "$REKOR_VERSION" github.com/sigstore/rekor/cmd/rekor-server
   go_install timestamp-server "$TSA_VERSION" github.com/sigstore/timestamp-authority/v2/cmd/timestamp-server
   go_install cosign "$COSIGN_VERSION" github.com/sigstore/cosign/v2/cmd/cosign
+  go_install cosign3 "$COSIGN3_VERSION" github.com/sigstore/cosign/v3/cmd/cosign
+  go_install registry "$REGISTRY_VERSION" github.com/distribution/distribution/v3/cmd/registry
 }
 
 # helm lints and renders the chart in config/helm for the control-plane tests.
@@ -173,6 +175,24 @@ build_pytuf() {
   chmod +x "$BIN/python-tuf"
 }
 
+# sigstore-python, a client of its own (not a Go one) in the matrix; its
+# own venv, since it needs a newer python-tuf than the reference client's.
+build_sigstore_python() {
+  local venv="$TOOLS_DIR/sigstore-python-$SIGSTORE_PYTHON_VERSION"
+  if [[ -x "$venv/bin/sigstore" ]] && "$venv/bin/sigstore" --version 2>/dev/null | grep -q "$SIGSTORE_PYTHON_VERSION"; then
+    log "sigstore-python $SIGSTORE_PYTHON_VERSION cached"
+  else
+    command -v python3 >/dev/null || { log "python3 is required for sigstore-python"; exit 1; }
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "sigstore==$SIGSTORE_PYTHON_VERSION"
+    log "sigstore-python $SIGSTORE_PYTHON_VERSION installed"
+  fi
+  rm -f "$BIN/sigstore"
+  printf '#!/bin/sh\nexec "%s" "$@"\n' "$venv/bin/sigstore" >"$BIN/sigstore"
+  chmod +x "$BIN/sigstore"
+}
+
 case "${1:-all}" in
   etcd) build_etcd ;;
   kube) build_kube ;;
@@ -180,6 +200,7 @@ case "${1:-all}" in
   sigstore) build_sigstore ;;
   apt) need_apt ;;
   pytuf) build_pytuf ;;
-  all) need_apt; build_pytuf; build_etcd; build_kube; build_helm; build_sigstore ;;
-  *) log "unknown target: $1 (etcd|kube|helm|sigstore|apt|pytuf|all)"; exit 2 ;;
+  sigstore-python) build_sigstore_python ;;
+  all) need_apt; build_pytuf; build_sigstore_python; build_etcd; build_kube; build_helm; build_sigstore ;;
+  *) log "unknown target: $1 (etcd|kube|helm|sigstore|apt|pytuf|sigstore-python|all)"; exit 2 ;;
 esac

@@ -18,6 +18,8 @@ pub struct Services {
 }
 
 pub struct Cosign {
+    /// The cosign build: `cosign` (2.x) or `cosign3`.
+    pub program: &'static str,
     pub work: PathBuf,
     /// The identity token's file.
     pub token: PathBuf,
@@ -34,8 +36,21 @@ impl Cosign {
         let path = work.join("token");
         std::fs::write(&path, token).expect("write token");
         Self {
+            program: "cosign",
             work,
             token: path,
+            identity,
+            issuer,
+        }
+    }
+
+    /// The token in file `token` (as `hack/stack-up.sh` exports it).
+    pub fn with_token_file(work: PathBuf, token: &Path, identity: String, issuer: String) -> Self {
+        std::fs::create_dir_all(&work).expect("cosign work dir");
+        Self {
+            program: "cosign",
+            work,
+            token: token.to_owned(),
             identity,
             issuer,
         }
@@ -64,13 +79,21 @@ impl Cosign {
         )
     }
 
+    /// The same signer with cosign 3, which signs through a signing config.
+    pub fn v3(self) -> Self {
+        Self {
+            program: "cosign3",
+            ..self
+        }
+    }
+
     /// Runs cosign with `args`: whether it succeeded, and its output.
     pub async fn run(&self, args: &[String]) -> (bool, String) {
         let env = [
             ("HOME", self.work.display().to_string()),
             ("TUF_ROOT", self.work.join("tuf").display().to_string()),
         ];
-        super::node::run(&built("cosign"), args, &env).await
+        super::node::run(&built(self.program), args, &env).await
     }
 
     /// Signs `blob` against `services`, trusting `root` (trusted_root.json);
@@ -95,6 +118,30 @@ impl Cosign {
         bundle
     }
 
+    /// cosign 3's way, as the README shows it: `sign-blob` with only the
+    /// signing config and the trusted root, no service URL flags; returns
+    /// the bundle's path.
+    pub async fn sign_with_config(
+        &self,
+        signing_config: &Path,
+        root: &Path,
+        blob: &Path,
+    ) -> (bool, String, PathBuf) {
+        let bundle = blob.with_extension("sigstore.json");
+        let (ok, log) = self
+            .run(&[
+                "sign-blob".into(),
+                "--yes".into(),
+                format!("--signing-config={}", signing_config.display()),
+                format!("--trusted-root={}", root.display()),
+                format!("--identity-token={}", self.token.display()),
+                format!("--bundle={}", bundle.display()),
+                blob.display().to_string(),
+            ])
+            .await;
+        (ok, log, bundle)
+    }
+
     /// `initialize` from the TUF mirror `url`, trusting `root` (root.json).
     pub async fn initialize(&self, url: &str, root: &Path) {
         let (ok, log) = self
@@ -110,11 +157,22 @@ impl Cosign {
     /// `verify-blob` for this identity, trusting `root` (trusted_root.json),
     /// or without it what cosign got from TUF.
     pub async fn verify(&self, root: Option<&Path>, blob: &Path, bundle: &Path) -> (bool, String) {
+        self.verify_as(&self.identity, root, blob, bundle).await
+    }
+
+    /// `verify-blob` of a bundle signed by `identity`.
+    pub async fn verify_as(
+        &self,
+        identity: &str,
+        root: Option<&Path>,
+        blob: &Path,
+        bundle: &Path,
+    ) -> (bool, String) {
         let mut args = vec!["verify-blob".to_owned()];
         args.extend(root.map(|r| format!("--trusted-root={}", r.display())));
         args.extend([
             format!("--bundle={}", bundle.display()),
-            format!("--certificate-identity={}", self.identity),
+            format!("--certificate-identity={identity}"),
             format!("--certificate-oidc-issuer={}", self.issuer),
             blob.display().to_string(),
         ]);

@@ -8,6 +8,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of it.
 
 mod certs;
+pub mod clients;
 pub mod cosign;
 pub mod jobs;
 pub mod kubelet;
@@ -15,6 +16,7 @@ pub mod manifests;
 pub mod node;
 mod operator;
 pub mod procs;
+pub mod registry;
 pub mod servers;
 pub mod trillian;
 pub mod tuf;
