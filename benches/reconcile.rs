@@ -40,6 +40,8 @@ fn main() {
         cluster_issuer: Some("https://kubernetes.default.svc.cluster.local"),
         ctlog_roots: vec!["fulcio-0".into()],
         trust_root: None,
+        healed_trees: Default::default(),
+        lost_trees: Vec::new(),
     };
     bench("build and hash every object", budget, || {
         for o in build::objects(&inputs).expect("objects") {
@@ -74,6 +76,7 @@ fn main() {
             observed: &observed,
             plans: &plans,
             trust: &trust,
+            losses: &[],
         };
         std::hint::black_box(status::desired(&stack, Some(&facts), &conditions::now()));
     });

@@ -2,7 +2,7 @@
 //! collide in a namespace.
 
 /// A transparency log backed by a Trillian tree.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
 pub enum Log {
     /// Rekor's log.
     Rekor,

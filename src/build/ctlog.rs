@@ -4,7 +4,7 @@ use k8s_openapi::api::core::v1::PodSpec;
 
 use super::{
     Inputs, Object, meta,
-    workload::{container, mount, secret_volume, served},
+    workload::{annotate_template, container, mount, secret_volume, served},
 };
 use crate::{
     names::{self, CTLOG},
@@ -51,7 +51,12 @@ pub fn objects(inputs: &Inputs<'_>) -> Vec<Object> {
         )]),
         ..PodSpec::default()
     };
-    served(owner, CTLOG, meta::NONROOT_USER, pod, &[("http", 80, PORT)]).into()
+    let mut out = served(owner, CTLOG, meta::NONROOT_USER, pod, &[("http", 80, PORT)]);
+    // ct_server reads its config once: a replaced tree restarts it.
+    if let Some(id) = inputs.healed_trees.get(&names::Log::Ctlog) {
+        annotate_template(&mut out[0], meta::TREE_ID_ANNOTATION, id.to_string());
+    }
+    out.into()
 }
 
 #[cfg(test)]

@@ -13,6 +13,12 @@ pub const STAGE_LABEL: &str = "scaffolding.sigstore.dev/stage";
 /// Annotation holding the hash of what the operator last applied, so an
 /// unchanged object is never written again.
 pub const HASH_ANNOTATION: &str = "scaffolding.sigstore.dev/applied-hash";
+/// On a healed log's Pod template: the tree it runs on, so a new tree
+/// restarts it (a first bring-up never sets it, so it never rolls).
+pub const TREE_ID_ANNOTATION: &str = "scaffolding.sigstore.dev/tree-id";
+/// On Trillian's log server Pod template: the trees the stack lost, so a
+/// loss restarts it (and its init container re-applies the schema).
+pub const LOST_TREES_ANNOTATION: &str = "scaffolding.sigstore.dev/lost-trees";
 /// Annotation holding a stage Job's attempt number.
 pub const ATTEMPT_ANNOTATION: &str = "scaffolding.sigstore.dev/attempt";
 /// The `managed-by` value; also the label selector of everything watched.

@@ -22,6 +22,8 @@ use k8s_openapi::api::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use std::collections::BTreeMap;
+
 use crate::api::SigstoreStackSpec;
 pub use images::Images;
 pub use meta::Owner;
@@ -44,6 +46,10 @@ pub struct Inputs<'a> {
     /// `trusted_root.json`, `signing_config.json` and `trust_config.json`
     /// to publish, once the stages that feed them are done.
     pub trust_root: Option<crate::trust_root::Published>,
+    /// The tree each log that replaced a lost tree runs on now.
+    pub healed_trees: BTreeMap<crate::names::Log, i64>,
+    /// Every tree the stack's logs lost, in order.
+    pub lost_trees: Vec<i64>,
 }
 
 /// An object the operator applies (server-side) whenever its content
@@ -171,6 +177,8 @@ pub(crate) mod tests {
             cluster_issuer: Some("https://kubernetes.default.svc.cluster.local"),
             ctlog_roots: vec!["fulcio-0".into()],
             trust_root: None,
+            healed_trees: BTreeMap::new(),
+            lost_trees: Vec::new(),
         }
     }
 

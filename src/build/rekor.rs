@@ -4,7 +4,10 @@ use k8s_openapi::api::core::v1::PodSpec;
 
 use super::{
     Inputs, Object, meta, trillian,
-    workload::{container, env_config_map, env_secret, mount, scratch, secret_volume, served},
+    workload::{
+        annotate_template, container, env_config_map, env_secret, mount, scratch, secret_volume,
+        served,
+    },
 };
 use crate::names::{self, Log, REKOR, REKOR_REDIS, TRILLIAN_LOG_SERVER};
 
@@ -115,13 +118,18 @@ pub fn objects(inputs: &Inputs<'_>) -> Vec<Object> {
         redis_pod,
         &redis_ports,
     ));
-    out.extend(served(
+    let mut rekor = served(
         owner,
         REKOR,
         meta::NONROOT_USER,
         rekor_pod,
         &[("http", 80, PORT)],
-    ));
+    );
+    // Rekor reads its tree ID once: a replaced tree restarts it.
+    if let Some(id) = inputs.healed_trees.get(&Log::Rekor) {
+        annotate_template(&mut rekor[0], meta::TREE_ID_ANNOTATION, id.to_string());
+    }
+    out.extend(rekor);
     out
 }
 

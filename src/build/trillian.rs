@@ -15,8 +15,8 @@ use super::{
     Inputs, Object,
     meta::{self, Owner},
     workload::{
-        config_map_volume, container, deployment, env, env_secret, mount, requests, scratch,
-        served, service,
+        annotate_deployment, config_map_volume, container, deployment, env, env_secret, mount,
+        requests, scratch, served, service,
     },
 };
 use crate::{
@@ -239,7 +239,14 @@ fn log_server(inputs: &Inputs<'_>, db: &Database) -> k8s_openapi::api::apps::v1:
         )]),
         ..PodSpec::default()
     };
-    deployment(owner, TRILLIAN_LOG_SERVER, meta::NONROOT_USER, pod)
+    let mut d = deployment(owner, TRILLIAN_LOG_SERVER, meta::NONROOT_USER, pod);
+    // A lost tree restarts the server, whose init container then gives a
+    // database that came back empty its schema again.
+    if !inputs.lost_trees.is_empty() {
+        let ids: Vec<String> = inputs.lost_trees.iter().map(i64::to_string).collect();
+        annotate_deployment(&mut d, meta::LOST_TREES_ANNOTATION, ids.join(" "));
+    }
+    d
 }
 
 /// Waits for the database, then applies the schema. The password travels

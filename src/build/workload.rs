@@ -56,6 +56,23 @@ pub fn deployment(owner: &Owner, part: &str, user: i64, mut pod: PodSpec) -> Dep
     }
 }
 
+/// Sets annotation `key` on a Deployment's Pod template: a new value
+/// rolls its Pods.
+pub fn annotate_template(object: &mut Object, key: &str, value: String) {
+    if let Object::Deployment(d) = object {
+        annotate_deployment(d, key, value);
+    }
+}
+
+/// Sets annotation `key` on `d`'s Pod template.
+pub fn annotate_deployment(d: &mut Deployment, key: &str, value: String) {
+    if let Some(meta) = d.spec.as_mut().and_then(|s| s.template.metadata.as_mut()) {
+        meta.annotations
+            .get_or_insert_with(Default::default)
+            .insert(key.to_owned(), value);
+    }
+}
+
 /// A one-Pod Deployment `<stack>-<part>` running `pod` as `user`, and the
 /// Service in front of it with `ports` as `(name, port, target port)`.
 pub fn served(

@@ -4,6 +4,7 @@ pub mod observe;
 pub mod plan;
 mod reconcile;
 pub mod status;
+pub mod trees;
 pub mod trust;
 
 use std::{

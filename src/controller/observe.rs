@@ -81,6 +81,8 @@ pub struct Availability {
     pub available: i32,
     /// Whether the Deployment controller has seen the current spec.
     pub current: bool,
+    /// The tree its Pod template names (a log that replaced a lost tree).
+    pub tree: Option<i64>,
 }
 
 impl Availability {
@@ -95,9 +97,17 @@ fn availability(d: &Deployment) -> Availability {
     let current = status.observed_generation.is_some()
         && status.observed_generation >= d.metadata.generation
         && status.updated_replicas.unwrap_or(0) > 0;
+    let tree = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(crate::build::meta::TREE_ID_ANNOTATION))
+        .and_then(|v| v.parse().ok());
     Availability {
         available: status.available_replicas.unwrap_or(0),
         current,
+        tree,
     }
 }
 

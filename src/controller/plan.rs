@@ -60,9 +60,17 @@ pub fn done(
                 Log::Ctlog
             };
             let name = names::log_config(stack, log);
-            match tree_id(observed, &name) {
-                Some(id) => (true, format!("ConfigMap {name} records tree {id}")),
-                None => (false, format!("ConfigMap {name} has no treeID yet")),
+            let lost = super::trees::replaced(observed, &name);
+            match (tree_id(observed, &name), lost.last()) {
+                (Some(id), Some(old)) => (
+                    true,
+                    format!(
+                        "ConfigMap {name} records tree {id}, which replaced tree {old} when the \
+                         database lost it"
+                    ),
+                ),
+                (Some(id), None) => (true, format!("ConfigMap {name} records tree {id}")),
+                (None, _) => (false, format!("ConfigMap {name} has no treeID yet")),
             }
         }
         Stage::Certs => key_pair_done(

@@ -1,6 +1,6 @@
 //! One pass over one stack: read → decide (pure) → apply → report.
 
-use std::{fmt::Debug, sync::Arc, time::Instant};
+use std::{collections::BTreeMap, fmt::Debug, sync::Arc, time::Instant};
 
 use k8s_openapi::{
     NamespaceResourceScope,
@@ -26,14 +26,14 @@ use serde_json::json;
 use super::{
     Context, RESYNC, observe,
     plan::{self, StagePlan},
-    retry_delay, status, trust,
+    retry_delay, status, trees, trust,
 };
 use crate::{
     Error, FIELD_MANAGER, Result,
     api::{SigstoreStack, SigstoreStackStatus},
     build::{self, Inputs, Object, Owner, Placeholder, meta::HASH_ANNOTATION, stages, trillian},
     conditions, keys,
-    names::TRILLIAN_DB,
+    names::{Log, TRILLIAN_DB, TRILLIAN_LOG_SERVER},
     validate::validate_stack,
 };
 
@@ -89,7 +89,12 @@ async fn reconcile_inner(stack: &SigstoreStack, ctx: &Context) -> Result<Action>
     };
     let client = &ctx.client;
     let spec = &stack.spec;
-    let observed = observe::observe(client, &namespace, &name).await?;
+    let mut observed = observe::observe(client, &namespace, &name).await?;
+    // Each Trillian-backed log's tree, asked of Trillian itself: a lost
+    // one is replaced, or reported, before anything is built from it.
+    let probes = probe_trees(&owner, spec, &observed).await;
+    let losses = trees::losses(&owner, spec, stack.annotations(), &observed, &probes);
+    replace_lost_trees(ctx, &owner, &losses, &mut observed).await?;
 
     create_placeholders(ctx, &owner, spec, &observed).await?;
     let cluster_issuer = if spec.fulcio.enabled && spec.fulcio.trust_cluster_issuer {
@@ -112,6 +117,11 @@ async fn reconcile_inner(stack: &SigstoreStack, ctx: &Context) -> Result<Action>
         cluster_issuer: cluster_issuer.as_deref(),
         ctlog_roots: ctlog_roots(&owner, &observed),
         trust_root: trust.as_ref().ok().cloned(),
+        healed_trees: [Log::Rekor, Log::Ctlog]
+            .into_iter()
+            .filter_map(|log| Some((log, trees::healed_tree(&owner, log, &observed)?)))
+            .collect(),
+        lost_trees: trees::lost(&owner, &observed),
     };
     for object in build::objects(&inputs)? {
         apply_if_changed(ctx, &namespace, object, &observed).await?;
@@ -125,6 +135,7 @@ async fn reconcile_inner(stack: &SigstoreStack, ctx: &Context) -> Result<Action>
         observed: &observed,
         plans: &plans,
         trust: &trust,
+        losses: &losses,
     };
     report(
         ctx,
@@ -133,8 +144,60 @@ async fn reconcile_inner(stack: &SigstoreStack, ctx: &Context) -> Result<Action>
         status::desired(stack, Some(&facts), &now),
     )
     .await?;
-    let requeue = plans.iter().filter_map(|p| p.requeue).min();
+    let requeue = plans
+        .iter()
+        .filter_map(|p| p.requeue)
+        .chain(trees::requeue(&probes))
+        .min();
     Ok(Action::requeue(requeue.unwrap_or(RESYNC)))
+}
+
+/// What Trillian says of each recorded tree, once its log server is
+/// available (before, there is nothing to ask).
+async fn probe_trees(
+    owner: &Owner,
+    spec: &crate::api::SigstoreStackSpec,
+    observed: &observe::Observed,
+) -> BTreeMap<Log, trees::Probe> {
+    let server = owner.name_of(TRILLIAN_LOG_SERVER);
+    if !trillian::needed(spec) || !observed.available(&server) {
+        return BTreeMap::new();
+    }
+    let recorded = trees::recorded(owner, spec, observed);
+    let probes = trees::probe(&trillian::address(owner), &recorded).await;
+    for (log, probe) in &probes {
+        if let trees::Probe::Unknown(why) = probe {
+            tracing::debug!(?log, %why, "cannot ask Trillian for the tree");
+        }
+    }
+    probes
+}
+
+/// Unrecords each tree to replace, so createtree makes a new one, and
+/// remembers the lost one in the log's ConfigMap (which restarts the log
+/// onto the new tree once it is recorded).
+async fn replace_lost_trees(
+    ctx: &Context,
+    owner: &Owner,
+    losses: &[trees::Loss],
+    observed: &mut observe::Observed,
+) -> Result<()> {
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    for loss in losses.iter().filter(|l| l.replace) {
+        let name = crate::names::log_config(&owner.name, loss.log);
+        let mut data = observed.config_maps.get(&name).cloned().unwrap_or_default();
+        trees::forget(&mut data, loss);
+        let patch = json!({"data": {
+            crate::names::TREE_ID_KEY: null,
+            trees::REPLACED_KEY: data.get(trees::REPLACED_KEY),
+        }});
+        config_maps
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        tracing::warn!(log = ?loss.log, tree_id = loss.tree_id, config_map = %name, "tree lost; a new one replaces it");
+        observed.config_maps.insert(name, data);
+    }
+    Ok(())
 }
 
 /// The `fulcio-N` keys of the CT log's Secret, in numeric order.
@@ -368,7 +431,7 @@ async fn publish(ctx: &Context, stack: &SigstoreStack, notice: status::Notice) {
         },
         reason: notice.reason,
         note: Some(notice.note),
-        action: "Reconcile".into(),
+        action: notice.action,
         secondary: None,
     };
     if let Err(error) = ctx.recorder.publish(&event, &stack.object_ref(&())).await {

@@ -38,6 +38,8 @@ pub struct Facts<'a> {
     pub plans: &'a [StagePlan],
     /// The trust root, or why it is not published.
     pub trust: &'a Result<Published, NotPublished>,
+    /// The logs whose tree Trillian no longer has.
+    pub losses: &'a [super::trees::Loss],
 }
 
 /// The condition saying whether the trust root is published.
@@ -171,7 +173,30 @@ pub fn desired(
         wanted.push(trust_condition(facts.owner, facts.trust));
     }
     for (type_, deployments) in components(facts.owner, spec) {
-        wanted.push(component_condition(type_, &deployments, facts.observed));
+        let log = match type_ {
+            "RekorAvailable" => Some(Log::Rekor),
+            "CTLogAvailable" => Some(Log::Ctlog),
+            _ => None,
+        };
+        // A log whose tree is lost is unavailable, whatever its Pods say.
+        let lost = log
+            .and_then(|l| super::trees::unavailable(facts.owner, l, facts.observed, facts.losses));
+        wanted.push(match lost {
+            Some((reason, message)) => Desired {
+                type_,
+                status: Status::False,
+                reason,
+                message,
+            },
+            None => {
+                let mut d = component_condition(type_, &deployments, facts.observed);
+                if let (Some(l), Status::True) = (log, &d.status) {
+                    d.message
+                        .extend(super::trees::healed_note(facts.owner, l, facts.observed));
+                }
+                d
+            }
+        });
     }
     let unmet: Vec<String> = wanted
         .iter()
@@ -289,6 +314,10 @@ pub struct Notice {
     pub reason: String,
     /// What happened.
     pub note: String,
+    /// The condition it reports, as the Event's action: Events of one
+    /// action and reason are folded into one series, so two conditions
+    /// must not share one.
+    pub action: String,
 }
 
 fn is_stage(type_: &str) -> bool {
@@ -313,6 +342,7 @@ pub fn notices(old: Option<&SigstoreStackStatus>, new: &SigstoreStackStatus) -> 
                 warning: [REASON_INVALID_SPEC, REASON_STAGE_FAILED].contains(&c.reason.as_str()),
                 reason: c.reason.clone(),
                 note,
+                action: c.type_.clone(),
             })
         } else if is_stage(&c.type_) {
             let stage = c.type_.trim_end_matches("Created");
@@ -326,19 +356,31 @@ pub fn notices(old: Option<&SigstoreStackStatus>, new: &SigstoreStackStatus) -> 
                 warning: c.reason == FAILED,
                 reason,
                 note,
+                action: c.type_.clone(),
             })
         } else if c.type_.ends_with("Available") && c.status != "Unknown" {
             let component = c.type_.trim_end_matches("Available");
             match (prev.map(|p| p.status.as_str()), c.status.as_str()) {
                 (_, "True") => Some(Notice {
                     warning: false,
-                    reason: format!("{component}Available"),
+                    // Back from a lost tree: say so, naming both trees.
+                    reason: if prev.is_some_and(|p| p.reason == super::trees::TREE_MISSING) {
+                        "TreeReplaced".into()
+                    } else {
+                        format!("{component}Available")
+                    },
                     note,
+                    action: c.type_.clone(),
                 }),
                 (Some("True"), _) => Some(Notice {
                     warning: true,
-                    reason: format!("{component}Unavailable"),
+                    reason: if c.reason == super::trees::TREE_MISSING {
+                        c.reason.clone()
+                    } else {
+                        format!("{component}Unavailable")
+                    },
                     note,
+                    action: c.type_.clone(),
                 }),
                 _ => None,
             }
@@ -404,6 +446,7 @@ mod tests {
             observed,
             plans: &p,
             trust: &trust,
+            losses: &[],
         };
         desired(stack, Some(&facts), &at(now))
     }
@@ -501,6 +544,7 @@ mod tests {
             Availability {
                 available: 1,
                 current: true,
+                tree: None,
             },
         );
         let status = status_of(&s, &observed, 6);

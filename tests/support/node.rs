@@ -23,6 +23,7 @@
 //!
 //! Nothing in the operator knows of it. It needs root (namespaces, veth).
 
+use std::os::unix::fs::PermissionsExt;
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     net::{Ipv4Addr, SocketAddr},
@@ -805,6 +806,9 @@ impl Agent {
             } else if v.persistent_volume_claim.is_some() {
                 let claim = self.volume_dir(v, dir);
                 std::fs::create_dir_all(&claim)?;
+                // As KinD's local-path provisioner makes its volumes:
+                // world-writable, for whichever user the Pod runs as.
+                std::fs::set_permissions(&claim, std::fs::Permissions::from_mode(0o777))?;
                 out.insert(v.name.clone(), claim);
                 continue;
             }
