@@ -76,7 +76,7 @@ fn main() {
             observed: &observed,
             plans: &plans,
             trust: &trust,
-            losses: &[],
+            logs: &Default::default(),
         };
         std::hint::black_box(status::desired(&stack, Some(&facts), &conditions::now()));
     });

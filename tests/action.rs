@@ -37,20 +37,19 @@ async fn stack_up_script_installs_brings_up_and_exports() {
     let (cp, client, ns, _agent) =
         support::node::cluster("action", &["sigstore-operator-system"]).await;
     let out_dir = support::logs_dir().join(format!("{}-out", ns.name));
-    let (ok, log) = support::clients::stack_up(&[
-        ("KUBECONFIG", cp.kubeconfig.display().to_string()),
-        ("STACK_NAME", "ci".into()),
-        ("STACK_NAMESPACE", ns.name.clone()),
-        // A YAML spec, as an Action input would carry it.
-        (
-            "STACK_SPEC",
-            "tuf:\n  expiry:\n    timestamp: 2h\n    snapshot: 4h\n".into(),
-        ),
-        ("EXPOSE", "cluster-ip".into()),
-        ("WAIT_TIMEOUT", "5m".into()),
-        ("OUT_DIR", out_dir.display().to_string()),
-        ("HOME", out_dir.display().to_string()),
-    ])
+    let (ok, log) = support::clients::stack_up(
+        &cp.kubeconfig,
+        &out_dir,
+        &[
+            ("STACK_NAME", "ci".into()),
+            ("STACK_NAMESPACE", ns.name.clone()),
+            // A YAML spec, as an Action input would carry it.
+            (
+                "STACK_SPEC",
+                "tuf:\n  expiry:\n    timestamp: 2h\n    snapshot: 4h\n".into(),
+            ),
+        ],
+    )
     .await;
     assert!(ok, "hack/stack-up.sh failed:\n{log}");
     assert!(!log.contains("OIDC_TOKEN=ey"), "the token is not printed");

@@ -169,16 +169,15 @@ async fn sample_stack_becomes_ready_and_every_client_signs_and_verifies() {
     // runs here, so nothing is installed; ClusterIPs are routed on this
     // host, so no port-forward is needed.
     let out_dir = support::logs_dir().join(format!("{}-stack", ns.name));
-    let (ok, log) = clients::stack_up(&[
-        ("KUBECONFIG", cp.kubeconfig.display().to_string()),
-        ("STACK_NAME", name.clone()),
-        ("STACK_NAMESPACE", ns.name.clone()),
-        ("INSTALL", "none".into()),
-        ("EXPOSE", "cluster-ip".into()),
-        ("WAIT_TIMEOUT", "5m".into()),
-        ("OUT_DIR", out_dir.display().to_string()),
-        ("HOME", out_dir.display().to_string()),
-    ])
+    let (ok, log) = clients::stack_up(
+        &cp.kubeconfig,
+        &out_dir,
+        &[
+            ("STACK_NAME", name.clone()),
+            ("STACK_NAMESPACE", ns.name.clone()),
+            ("INSTALL", "none".into()),
+        ],
+    )
     .await;
     assert!(ok, "hack/stack-up.sh failed:\n{log}");
     let env = Exported::read(&out_dir);
@@ -503,16 +502,20 @@ async fn sample_stack_becomes_ready_and_every_client_signs_and_verifies() {
     let registry = Registry::start(&ns.name);
     let image = registry.push_image("app", "v1", "the image\n").await;
     let other = registry.push_image("app", "v2", "another image\n").await;
-    let (ok, log) = cosign3
-        .run(&[
-            "sign".into(),
+    // Keyless with the exported signing config, as the README shows it.
+    let keyless = |command: &str, more: &[String]| {
+        let mut args = vec![
+            command.to_owned(),
             "--yes".into(),
             format!("--signing-config={}", env.get("SIGNING_CONFIG")),
             format!("--trusted-root={}", trusted_root.display()),
             format!("--identity-token={}", cosign3.token.display()),
-            image.clone(),
-        ])
-        .await;
+        ];
+        args.extend_from_slice(more);
+        args.push(image.clone());
+        args
+    };
+    let (ok, log) = cosign3.run(&keyless("sign", &[])).await;
     assert!(ok, "cosign 3 sign of {image}:\n{log}");
     let predicate = cosign3.work.join("predicate.json");
     std::fs::write(
@@ -521,16 +524,13 @@ async fn sample_stack_becomes_ready_and_every_client_signs_and_verifies() {
     )
     .unwrap();
     let (ok, log) = cosign3
-        .run(&[
-            "attest".into(),
-            "--yes".into(),
-            format!("--signing-config={}", env.get("SIGNING_CONFIG")),
-            format!("--trusted-root={}", trusted_root.display()),
-            format!("--identity-token={}", cosign3.token.display()),
-            "--type=slsaprovenance1".into(),
-            format!("--predicate={}", predicate.display()),
-            image.clone(),
-        ])
+        .run(&keyless(
+            "attest",
+            &[
+                "--type=slsaprovenance1".into(),
+                format!("--predicate={}", predicate.display()),
+            ],
+        ))
         .await;
     assert!(ok, "cosign 3 attest of {image}:\n{log}");
     let verify = |command: &str, image: &str, identity: &str| {

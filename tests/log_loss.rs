@@ -72,8 +72,12 @@ async fn ready(stacks: &Api<SigstoreStack>, stack: &str) -> bool {
 /// A reconcile now: the operator checks the trees on every pass (and
 /// at least every minute); nothing else changes when a database drops
 /// its rows, so the test does not wait for the minute.
-async fn poke(stacks: &Api<SigstoreStack>, stack: &str, n: u32) {
-    let patch = json!({"metadata": {"annotations": {"test/poke": n.to_string()}}});
+async fn poke(stacks: &Api<SigstoreStack>, stack: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let patch = json!({"metadata": {"annotations": {"test/poke": now.to_string()}}});
     stacks
         .patch(stack, &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -114,20 +118,15 @@ async fn lost_trees_are_reported_and_healed_only_where_the_data_was_ephemeral() 
     let up = |name: &str, spec: &str, install: bool| {
         let out = support::logs_dir().join(format!("{}-{name}", ns.name));
         let mut vars = vec![
-            ("KUBECONFIG", cp.kubeconfig.display().to_string()),
             ("STACK_NAME", name.to_owned()),
             ("STACK_NAMESPACE", ns.name.clone()),
             ("STACK_SPEC", spec.to_owned()),
-            ("EXPOSE", "cluster-ip".into()),
-            ("WAIT_TIMEOUT", "5m".into()),
-            ("OUT_DIR", out.display().to_string()),
-            ("HOME", out.display().to_string()),
         ];
         if !install {
             vars.push(("INSTALL", "none".into()));
         }
         async move {
-            let (ok, log) = clients::stack_up(&vars).await;
+            let (ok, log) = clients::stack_up(&cp.kubeconfig, &out, &vars).await;
             assert!(ok, "hack/stack-up.sh failed:\n{log}");
             (Exported::read(&out), out)
         }
@@ -253,7 +252,7 @@ async fn lost_trees_are_reported_and_healed_only_where_the_data_was_ephemeral() 
     )
     .await;
     assert!(ok, "dropping the trees:\n{log}");
-    poke(&stacks, "kept", 1).await;
+    poke(&stacks, "kept").await;
     let (_, reason, message) = eventually("RekorAvailable TreeMissing", WAIT, || async {
         condition(&stacks, "kept", "RekorAvailable")
             .await
@@ -273,8 +272,8 @@ async fn lost_trees_are_reported_and_healed_only_where_the_data_was_ephemeral() 
         "a stack with a lost tree is not Ready"
     );
     // Left alone: the recorded tree stays, and no tree is made.
-    for n in 2..5 {
-        poke(&stacks, "kept", n).await;
+    for _ in 0..3 {
+        poke(&stacks, "kept").await;
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     assert_eq!(
@@ -307,6 +306,37 @@ async fn lost_trees_are_reported_and_healed_only_where_the_data_was_ephemeral() 
         let r = trees(&client, &ns.name, "kept", "rekor").await;
         (r.get("treeID").is_some_and(|id| *id != kept_tree) && ready(&stacks, "kept").await)
             .then_some(())
+    })
+    .await;
+
+    // Rekor that cannot reach Trillian answers, but not with its log.
+    let scale = |replicas: i32| {
+        let client = client.clone();
+        let ns = ns.name.clone();
+        async move {
+            Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client, &ns)
+                .patch(
+                    "kept-trillian-log-server",
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"spec": {"replicas": replicas}})),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    scale(0).await;
+    // Not poked in the loop: a stack changed more often than the
+    // controller's debounce (200 ms) is never reconciled.
+    let (_, _, message) = eventually("RekorAvailable LogNotServing", WAIT, || async {
+        condition(&stacks, "kept", "RekorAvailable")
+            .await
+            .filter(|(_, r, _)| r == "LogNotServing")
+    })
+    .await;
+    assert!(message.contains("HTTP 5"), "Rekor's own answer: {message}");
+    scale(1).await;
+    eventually("the stack Ready again", WAIT, || async {
+        ready(&stacks, "kept").await.then_some(())
     })
     .await;
 }

@@ -87,8 +87,10 @@ pub struct TrillianDatabaseSpec {
     pub external: Option<ExternalDatabase>,
     /// Keep the embedded database on a PersistentVolumeClaim, so the trees
     /// survive the database Pod being replaced. Without it the data lives
-    /// in an emptyDir and goes with the Pod. Read when the claim is
-    /// created; an existing claim is never changed.
+    /// in an emptyDir and goes with the Pod; the operator then replaces the
+    /// lost trees (same keys; what was logged before can no longer be looked
+    /// up). Read when the claim is created; an existing claim is never
+    /// changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<DatabaseStorage>,
 }

@@ -1,5 +1,6 @@
 //! The `SigstoreStack` controller: watch, reconcile, report.
 
+mod http_probe;
 pub mod observe;
 pub mod plan;
 mod reconcile;

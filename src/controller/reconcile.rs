@@ -92,9 +92,13 @@ async fn reconcile_inner(stack: &SigstoreStack, ctx: &Context) -> Result<Action>
     let mut observed = observe::observe(client, &namespace, &name).await?;
     // Each Trillian-backed log's tree, asked of Trillian itself: a lost
     // one is replaced, or reported, before anything is built from it.
-    let probes = probe_trees(&owner, spec, &observed).await;
-    let losses = trees::losses(&owner, spec, stack.annotations(), &observed, &probes);
-    replace_lost_trees(ctx, &owner, &losses, &mut observed).await?;
+    let mut health = trees::LogHealth {
+        probes: probe_trees(&owner, spec, &observed).await,
+        ..Default::default()
+    };
+    health.losses = trees::losses(&owner, spec, stack.annotations(), &observed, &health.probes);
+    replace_lost_trees(ctx, &owner, &health.losses, &mut observed).await?;
+    health.serving = probe_serving(&owner, spec, &observed).await;
 
     create_placeholders(ctx, &owner, spec, &observed).await?;
     let cluster_issuer = if spec.fulcio.enabled && spec.fulcio.trust_cluster_issuer {
@@ -135,7 +139,7 @@ async fn reconcile_inner(stack: &SigstoreStack, ctx: &Context) -> Result<Action>
         observed: &observed,
         plans: &plans,
         trust: &trust,
-        losses: &losses,
+        logs: &health,
     };
     report(
         ctx,
@@ -147,7 +151,7 @@ async fn reconcile_inner(stack: &SigstoreStack, ctx: &Context) -> Result<Action>
     let requeue = plans
         .iter()
         .filter_map(|p| p.requeue)
-        .chain(trees::requeue(&probes))
+        .chain(trees::requeue(&health))
         .min();
     Ok(Action::requeue(requeue.unwrap_or(RESYNC)))
 }
@@ -171,6 +175,33 @@ async fn probe_trees(
         }
     }
     probes
+}
+
+/// What each log's server says of its log, for those whose Deployment is
+/// available.
+async fn probe_serving(
+    owner: &Owner,
+    spec: &crate::api::SigstoreStackSpec,
+    observed: &observe::Observed,
+) -> BTreeMap<Log, trees::Serving> {
+    let mut out = BTreeMap::new();
+    for (log, enabled, part) in [
+        (Log::Rekor, spec.rekor.enabled, crate::names::REKOR),
+        (Log::Ctlog, spec.ctlog.enabled, crate::names::CTLOG),
+    ] {
+        if !enabled || !observed.available(&owner.name_of(part)) {
+            continue;
+        }
+        let url = trees::serving_url(owner, spec, log);
+        let verdict = trees::classify_serving(
+            super::http_probe::get(&url, std::time::Duration::from_secs(3)).await,
+        );
+        if let trees::Serving::Unknown(why) = &verdict {
+            tracing::debug!(?log, %why, "cannot ask the log whether it serves");
+        }
+        out.insert(log, verdict);
+    }
+    out
 }
 
 /// Unrecords each tree to replace, so createtree makes a new one, and

@@ -38,8 +38,8 @@ pub struct Facts<'a> {
     pub plans: &'a [StagePlan],
     /// The trust root, or why it is not published.
     pub trust: &'a Result<Published, NotPublished>,
-    /// The logs whose tree Trillian no longer has.
-    pub losses: &'a [super::trees::Loss],
+    /// What the operator learnt of the logs' trees and servers.
+    pub logs: &'a super::trees::LogHealth,
 }
 
 /// The condition saying whether the trust root is published.
@@ -179,8 +179,8 @@ pub fn desired(
             _ => None,
         };
         // A log whose tree is lost is unavailable, whatever its Pods say.
-        let lost = log
-            .and_then(|l| super::trees::unavailable(facts.owner, l, facts.observed, facts.losses));
+        let lost =
+            log.and_then(|l| super::trees::unavailable(facts.owner, l, facts.observed, facts.logs));
         wanted.push(match lost {
             Some((reason, message)) => Desired {
                 type_,
@@ -372,13 +372,16 @@ pub fn notices(old: Option<&SigstoreStackStatus>, new: &SigstoreStackStatus) -> 
                     note,
                     action: c.type_.clone(),
                 }),
+                // A lost tree is said once, whatever the log said before.
+                _ if c.reason == super::trees::TREE_MISSING => Some(Notice {
+                    warning: true,
+                    reason: c.reason.clone(),
+                    note,
+                    action: c.type_.clone(),
+                }),
                 (Some("True"), _) => Some(Notice {
                     warning: true,
-                    reason: if c.reason == super::trees::TREE_MISSING {
-                        c.reason.clone()
-                    } else {
-                        format!("{component}Unavailable")
-                    },
+                    reason: format!("{component}Unavailable"),
                     note,
                     action: c.type_.clone(),
                 }),
@@ -446,7 +449,7 @@ mod tests {
             observed,
             plans: &p,
             trust: &trust,
-            losses: &[],
+            logs: &Default::default(),
         };
         desired(stack, Some(&facts), &at(now))
     }
@@ -598,5 +601,39 @@ mod tests {
         assert_eq!(n.len(), 1);
         assert!(n[0].warning);
         assert_eq!(n[0].reason, "CertsFailed");
+        assert_eq!(n[0].action, "CertsCreated", "each condition's Events apart");
+    }
+
+    #[test]
+    fn a_lost_tree_is_said_once_and_its_replacement_names_both() {
+        let with = |reason: &str, status: &str, message: &str| SigstoreStackStatus {
+            conditions: vec![Condition {
+                type_: "RekorAvailable".into(),
+                status: status.into(),
+                reason: reason.into(),
+                message: message.into(),
+                last_transition_time: Time(Timestamp::from_second(0).unwrap()),
+                observed_generation: None,
+            }],
+            ..SigstoreStackStatus::default()
+        };
+        let serving = with("LogNotServing", "False", "HTTP 500");
+        let lost = with(super::super::trees::TREE_MISSING, "False", "tree 11 lost");
+        let waiting = with(super::super::trees::TREE_MISSING, "False", "waiting for 33");
+        let back = with(
+            "Available",
+            "True",
+            "runs on tree 33, which replaced tree 11",
+        );
+        // After a log that did not serve, too: the loss is said.
+        let n = notices(Some(&serving), &lost);
+        assert_eq!((n[0].reason.as_str(), n[0].warning), ("TreeMissing", true));
+        assert!(notices(Some(&lost), &waiting).is_empty(), "said once");
+        let n = notices(Some(&waiting), &back);
+        assert_eq!(
+            (n[0].reason.as_str(), n[0].warning),
+            ("TreeReplaced", false)
+        );
+        assert!(n[0].note.contains("tree 11"));
     }
 }

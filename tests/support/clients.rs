@@ -223,11 +223,24 @@ impl Matrix {
     }
 }
 
-/// Runs `hack/stack-up.sh` with `vars` (and the built kubectl): whether it
+/// Runs `hack/stack-up.sh` against the cluster of `kubeconfig` with the
+/// built kubectl, writing into `out_dir`, with ClusterIPs reached directly
+/// (the node agent routes them here) and `vars` besides: whether it
 /// succeeded, and its output.
-pub async fn stack_up(vars: &[(&str, String)]) -> (bool, String) {
+pub async fn stack_up(
+    kubeconfig: &Path,
+    out_dir: &Path,
+    vars: &[(&str, String)],
+) -> (bool, String) {
     let script = super::repo_root().join("hack/stack-up.sh");
-    let mut env = vec![("KUBECTL", built("kubectl").display().to_string())];
+    let mut env = vec![
+        ("KUBECTL", built("kubectl").display().to_string()),
+        ("KUBECONFIG", kubeconfig.display().to_string()),
+        ("EXPOSE", "cluster-ip".into()),
+        ("WAIT_TIMEOUT", "5m".into()),
+        ("OUT_DIR", out_dir.display().to_string()),
+        ("HOME", out_dir.display().to_string()),
+    ];
     env.extend(vars.iter().cloned());
     super::node::run(Path::new("bash"), &[script.display().to_string()], &env).await
 }
