@@ -307,19 +307,36 @@ pub async fn sign_in_pod(client: &Client, kubeconfig: &Path, ns: &str) -> Signed
         )],
     )
     .await;
-    assert!(
-        ok,
-        "kubectl apply of the in-cluster sample:
-{log}"
-    );
+    assert!(ok, "kubectl apply of the in-cluster sample:\n{log}");
+    // Waited for as the README says; a failed Job shows its logs below.
+    let (waited, wait_log) = super::node::run(
+        &built("kubectl"),
+        &[
+            format!("--kubeconfig={}", kubeconfig.display()),
+            "-n".into(),
+            ns.into(),
+            "wait".into(),
+            "--for=condition=Complete".into(),
+            "job/cosign-sign".into(),
+            "--timeout=180s".into(),
+        ],
+        &[(
+            "HOME",
+            logs_dir()
+                .join(format!("{ns}-kubectl"))
+                .display()
+                .to_string(),
+        )],
+    )
+    .await;
     let (pod, phase) = finished_pod(client, ns, "cosign-sign").await;
     let logs: String = ["initialize", "sign", "verify"]
         .iter()
         .map(|c| format!("--- {c}\n{}", container_log(ns, &pod, c)))
         .collect();
-    assert_eq!(
-        phase, "Succeeded",
-        "cosign 3 in a Pod signs and verifies with only the stack's TUF:\n{logs}"
+    assert!(
+        waited && phase == "Succeeded",
+        "cosign 3 in a Pod signs and verifies with only the stack's TUF ({phase}; kubectl wait: {wait_log}):\n{logs}"
     );
     let volumes = super::node::pod_dir(ns, &pod).join("volumes");
     let work = logs_dir().join(format!("{ns}-in-pod"));
