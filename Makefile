@@ -65,7 +65,8 @@ image-load: ## Build the image for this machine's platform into the local Docker
 kind-up: ## With Docker and KinD: a cluster, the operator (built here) and the sample stack, Ready, with URLs and how to sign.
 	hack/kind-up.sh
 
-kind-down: ## Delete the cluster kind-up made.
+kind-down: ## Stop kind-up's port-forwards and delete the cluster it made.
+	for f in .kind/*/port-forward.pids; do [[ -f "$$f" ]] && xargs -r kill < "$$f" 2>/dev/null || true; done
 	kind delete cluster --name $${KIND_CLUSTER:-sigstore-operator}
 	rm -rf .kind
 

@@ -16,9 +16,14 @@ CLUSTER="${KIND_CLUSTER:-sigstore-operator}"
 IMAGE="${OPERATOR_IMAGE:-sigstore-operator:dev}"
 log() { printf '[kind-up] %s\n' "$*" >&2; }
 
-for tool in docker kind kubectl; do
+# Checked up front: without python3 the exported URLs would be empty.
+for tool in docker kind kubectl python3; do
   command -v "$tool" >/dev/null || { log "$tool is required"; exit 1; }
 done
+if [[ "${SKIP_BUILD:-0}" != 1 ]] && ! docker buildx version >/dev/null 2>&1; then
+  log "docker buildx is required to build the operator's image (or set SKIP_BUILD=1 with OPERATOR_IMAGE)"
+  exit 1
+fi
 
 if ! kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
   log "creating KinD cluster $CLUSTER"
@@ -35,6 +40,11 @@ if [[ "$IMAGE" != sigstore-operator:dev ]]; then
   docker tag "$IMAGE" sigstore-operator:dev
 fi
 kind load docker-image sigstore-operator:dev --name "$CLUSTER"
+# A second run after a code change loads a new image under the same tag:
+# restart the operator so it runs it (a no-op on the first run).
+if kubectl -n sigstore-operator-system get deployment/sigstore-operator >/dev/null 2>&1; then
+  kubectl -n sigstore-operator-system rollout restart deployment/sigstore-operator >/dev/null
+fi
 
 # The sample's stack: config/samples' name and its empty spec.
 STACK_NAME="${STACK_NAME:-sample}" OUT_DIR="${OUT_DIR:-$ROOT/.kind/$CLUSTER}" \

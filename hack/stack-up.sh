@@ -47,6 +47,12 @@ case "$EXPOSE" in port-forward | cluster-ip) ;; *)
   log "EXPOSE must be port-forward or cluster-ip, not '$EXPOSE'"; exit 2 ;;
 esac
 mkdir -p "$OUT_DIR"
+command -v python3 >/dev/null || { log "python3 is required"; exit 1; }
+# A re-run replaces the port-forwards of the run before, not adds to them.
+if [[ -f "$OUT_DIR/port-forward.pids" ]]; then
+  xargs -r kill <"$OUT_DIR/port-forward.pids" 2>/dev/null || true
+  rm -f "$OUT_DIR/port-forward.pids"
+fi
 
 if [[ "$INSTALL" != none ]]; then
   log "installing the operator from $INSTALL"
@@ -84,11 +90,19 @@ url() {
       local port
       port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
       nohup "$KUBECTL" -n "$NS" port-forward "svc/$svc" "$port:80" >"$OUT_DIR/port-forward-$1.log" 2>&1 &
-      echo $! >>"$OUT_DIR/port-forward.pids"
+      local pid=$!
+      echo "$pid" >>"$OUT_DIR/port-forward.pids"
+      local up=0
       for _ in $(seq 50); do
-        (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        if (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
         sleep 0.2
       done
+      if ((!up)); then
+        kill "$pid" 2>/dev/null || true
+        log "kubectl port-forward svc/$svc did not come up in 10 s; its log:"
+        cat "$OUT_DIR/port-forward-$1.log" >&2
+        exit 1
+      fi
       printf 'http://127.0.0.1:%s%s' "$port" "$path"
       ;;
   esac
@@ -106,12 +120,15 @@ issuer="$(k get --raw /.well-known/openid-configuration | sed -n 's/.*"issuer":"
 
 # A signer identity and a way to get fresh tokens for it.
 signer="$NAME-signer"
+context="$(k config current-context 2>/dev/null || true)"
 k -n "$NS" create serviceaccount "$signer" --dry-run=client -o yaml | k apply --server-side -f - >&2
 {
   printf '#!/bin/sh\n# Prints a fresh token for ServiceAccount %s/%s, audience sigstore.\n' "$NS" "$signer"
-  # The cluster it was made for, also when run from another shell.
+  # The cluster it was made for, also when run from another shell or after
+  # the current context changed.
   [[ -z "${KUBECONFIG:-}" ]] || printf 'export KUBECONFIG=%q\n' "$KUBECONFIG"
-  printf 'exec %q -n %q create token %q --audience sigstore --duration 1h\n' "$KUBECTL" "$NS" "$signer"
+  printf 'exec %q %s-n %q create token %q --audience sigstore --duration 1h\n' \
+    "$KUBECTL" "${context:+--context $(printf %q "$context") }" "$NS" "$signer"
 } >"$OUT_DIR/oidc-token"
 chmod +x "$OUT_DIR/oidc-token"
 # cosign's --identity-token takes a file: given a token's value it tries to
@@ -122,6 +139,8 @@ chmod +x "$OUT_DIR/oidc-token"
 fulcio_url="$(url fulcio)"
 rekor_url="$(url rekor)"
 tsa_base="$(url tsa)"
+ctlog_url="$(url ctlog "/$(k -n "$NS" get "sst/$NAME" -o jsonpath='{.spec.ctlog.prefix}')")"
+tuf_url="$(url tuf)"
 
 # The signing config's URLs name in-cluster hosts (<stack>-<part>.<ns>.svc),
 # which this machine cannot resolve: the same file with the addresses above,
@@ -161,9 +180,9 @@ PY
 {
   echo "FULCIO_URL=$fulcio_url"
   echo "REKOR_URL=$rekor_url"
-  echo "CTLOG_URL=$(url ctlog "/$(k -n "$NS" get "sst/$NAME" -o jsonpath='{.spec.ctlog.prefix}')")"
+  echo "CTLOG_URL=$ctlog_url"
   echo "TSA_URL=${tsa_base:+$tsa_base/api/v1/timestamp}"
-  echo "TUF_MIRROR=$(url tuf)"
+  echo "TUF_MIRROR=$tuf_url"
   echo "TUF_ROOT=$OUT_DIR/tuf"
   echo "TUF_ROOT_JSON=$OUT_DIR/tuf/root.json"
   echo "TRUSTED_ROOT=$OUT_DIR/trusted_root.json"

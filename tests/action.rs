@@ -105,6 +105,11 @@ async fn stack_up_script_installs_brings_up_and_exports() {
         .await
         .unwrap();
     assert!(ct.status().is_success(), "the CT log answers at CTLOG_URL");
+    let helper = std::fs::read_to_string(&env["OIDC_TOKEN_COMMAND"]).unwrap();
+    assert!(
+        helper.contains("--context"),
+        "the helper pins the context: {helper}"
+    );
     let (ok, fresh) = run(Path::new(&env["OIDC_TOKEN_COMMAND"]), &[], &[]).await;
     assert!(ok, "{fresh}");
     assert_eq!(claims(fresh.trim())["aud"][0], "sigstore");
@@ -199,6 +204,35 @@ async fn stack_up_script_installs_brings_up_and_exports() {
     )
     .await;
     assert!(ok, "cosign 3 verify-blob with TRUSTED_ROOT failed:\n{log}");
+
+    // The port-forward path (the Action's) cannot run on the node agent,
+    // which serves no kubelet streaming API: that makes it a test of its
+    // check, which stops a forward that never came up and says why,
+    // instead of exporting a dead URL.
+    let forward_dir = support::logs_dir().join(format!("{}-forward", ns.name));
+    let (ok, log) = support::clients::stack_up(
+        &cp.kubeconfig,
+        &forward_dir,
+        &[
+            ("STACK_NAME", "ci".into()),
+            ("STACK_NAMESPACE", ns.name.clone()),
+            ("INSTALL", "none".into()),
+            ("EXPOSE", "port-forward".into()),
+        ],
+    )
+    .await;
+    assert!(
+        !ok && log.contains("port-forward svc/ci-fulcio did not come up"),
+        "{log}"
+    );
+    let pids = std::fs::read_to_string(forward_dir.join("port-forward.pids")).unwrap();
+    for pid in pids.split_whitespace() {
+        let alive = Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ");
+        assert!(!alive, "the failed forward {pid} was stopped");
+    }
 }
 
 /// The Action's inputs are documented and its steps run the tested script.
