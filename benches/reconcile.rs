@@ -77,6 +77,7 @@ fn main() {
             plans: &plans,
             trust: &trust,
             logs: &Default::default(),
+            fulcio_problem: None,
         };
         std::hint::black_box(status::desired(&stack, Some(&facts), &conditions::now()));
     });

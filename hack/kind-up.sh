@@ -27,7 +27,8 @@ fi
 
 if ! kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
   log "creating KinD cluster $CLUSTER"
-  kind create cluster --name "$CLUSTER" ${KIND_NODE_IMAGE:+--image "$KIND_NODE_IMAGE"} --wait 120s
+  kind create cluster --name "$CLUSTER" --config "$ROOT/hack/kind-config.yaml" \
+    ${KIND_NODE_IMAGE:+--image "$KIND_NODE_IMAGE"} --wait 120s
 fi
 kubectl config use-context "kind-$CLUSTER" >/dev/null
 

@@ -486,7 +486,8 @@ async fn stages_feed_the_real_servers() {
     // The config the operator renders: the cluster's discovered issuer plus one from the spec.
     let cluster_issuer = sigstore_operator::fulcio_config::discover_cluster_issuer(&client)
         .await
-        .expect("issuer discovery");
+        .expect("issuer discovery")
+        .issuer;
     assert_eq!(
         cluster_issuer, cp.server,
         "the API server's --service-account-issuer"

@@ -58,21 +58,25 @@ pub struct Context {
     pub failures: Mutex<HashMap<ObjectRef<SigstoreStack>, u32>>,
     /// How stages run.
     pub options: Options,
-    /// The cluster's service-account issuer, once discovered.
-    issuer: tokio::sync::Mutex<Option<String>>,
+    /// The cluster's service-account issuer and keys, once discovered.
+    issuer: tokio::sync::Mutex<Option<fulcio_config::ClusterOidc>>,
 }
 
 impl Context {
-    /// The cluster's service-account token issuer, discovered once.
-    pub async fn cluster_issuer(&self) -> Result<String> {
+    /// The cluster's service-account token issuer and keys, discovered
+    /// once.
+    pub async fn cluster_issuer(&self) -> Result<fulcio_config::ClusterOidc> {
         let mut cached = self.issuer.lock().await;
-        if let Some(issuer) = cached.as_ref() {
-            return Ok(issuer.clone());
+        if let Some(oidc) = cached.as_ref() {
+            return Ok(oidc.clone());
         }
-        let issuer = fulcio_config::discover_cluster_issuer(&self.client).await?;
-        tracing::info!(%issuer, "discovered the cluster's service-account issuer");
-        *cached = Some(issuer.clone());
-        Ok(issuer)
+        let oidc = fulcio_config::discover_cluster_issuer(&self.client).await?;
+        tracing::info!(issuer = %oidc.issuer, jwks_uri = ?oidc.jwks_uri, "discovered the cluster's service-account issuer");
+        if let Some(problem) = fulcio_config::jwks_problem(&oidc) {
+            tracing::warn!(%problem, "Fulcio cannot verify this cluster's tokens");
+        }
+        *cached = Some(oidc.clone());
+        Ok(oidc)
     }
 }
 

@@ -32,7 +32,7 @@ use crate::{
     Error, FIELD_MANAGER, Result,
     api::{SigstoreStack, SigstoreStackStatus},
     build::{self, Inputs, Object, Owner, Placeholder, meta::HASH_ANNOTATION, stages, trillian},
-    conditions, keys,
+    conditions, fulcio_config, keys,
     names::{Log, TRILLIAN_DB, TRILLIAN_LOG_SERVER},
     validate::validate_stack,
 };
@@ -101,11 +101,13 @@ async fn reconcile_inner(stack: &SigstoreStack, ctx: &Context) -> Result<Action>
     health.serving = probe_serving(&owner, spec, &observed).await;
 
     create_placeholders(ctx, &owner, spec, &observed).await?;
-    let cluster_issuer = if spec.fulcio.enabled && spec.fulcio.trust_cluster_issuer {
+    let cluster_oidc = if spec.fulcio.enabled && spec.fulcio.trust_cluster_issuer {
         Some(ctx.cluster_issuer().await?)
     } else {
         None
     };
+    let fulcio_problem = cluster_oidc.as_ref().and_then(fulcio_config::jwks_problem);
+    let cluster_issuer = cluster_oidc.map(|o| o.issuer);
     let trust = trust::publish(
         &owner,
         spec,
@@ -140,6 +142,7 @@ async fn reconcile_inner(stack: &SigstoreStack, ctx: &Context) -> Result<Action>
         plans: &plans,
         trust: &trust,
         logs: &health,
+        fulcio_problem: fulcio_problem.as_deref(),
     };
     report(
         ctx,

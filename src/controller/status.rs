@@ -40,6 +40,8 @@ pub struct Facts<'a> {
     pub trust: &'a Result<Published, NotPublished>,
     /// What the operator learnt of the logs' trees and servers.
     pub logs: &'a super::trees::LogHealth,
+    /// Why Fulcio cannot verify the cluster's tokens, if it cannot.
+    pub fulcio_problem: Option<&'a str>,
 }
 
 /// The condition saying whether the trust root is published.
@@ -181,6 +183,13 @@ pub fn desired(
         // A log whose tree is lost is unavailable, whatever its Pods say.
         let lost =
             log.and_then(|l| super::trees::unavailable(facts.owner, l, facts.observed, facts.logs));
+        // Fulcio runs, but would refuse every cluster token.
+        let lost = lost.or_else(|| {
+            (type_ == "FulcioAvailable")
+                .then_some(facts.fulcio_problem)
+                .flatten()
+                .map(|p| (crate::fulcio_config::JWKS_HOST_MISMATCH, p.to_owned()))
+        });
         wanted.push(match lost {
             Some((reason, message)) => Desired {
                 type_,
@@ -372,13 +381,20 @@ pub fn notices(old: Option<&SigstoreStackStatus>, new: &SigstoreStackStatus) -> 
                     note,
                     action: c.type_.clone(),
                 }),
-                // A lost tree is said once, whatever the log said before.
-                _ if c.reason == super::trees::TREE_MISSING => Some(Notice {
-                    warning: true,
-                    reason: c.reason.clone(),
-                    note,
-                    action: c.type_.clone(),
-                }),
+                // A named problem is said once, whatever came before.
+                _ if [
+                    super::trees::TREE_MISSING,
+                    crate::fulcio_config::JWKS_HOST_MISMATCH,
+                ]
+                .contains(&c.reason.as_str()) =>
+                {
+                    Some(Notice {
+                        warning: true,
+                        reason: c.reason.clone(),
+                        note,
+                        action: c.type_.clone(),
+                    })
+                }
                 (Some("True"), _) => Some(Notice {
                     warning: true,
                     reason: format!("{component}Unavailable"),
@@ -450,6 +466,7 @@ mod tests {
             plans: &p,
             trust: &trust,
             logs: &Default::default(),
+            fulcio_problem: None,
         };
         desired(stack, Some(&facts), &at(now))
     }

@@ -52,8 +52,51 @@ pub enum Kind {
     /// The CRD, plus the Deployment, ReplicaSet and Job controllers for
     /// the node agent's Pods, and the service-account issuer a KinD
     /// cluster set up for Sigstore has (`kubernetes.default.svc…`), which
-    /// Pods reach through the agent's Service proxy.
+    /// Pods reach through the agent's Service proxy. Its issuer flags are
+    /// the ones `hack/kind-config.yaml` gives KinD's API server.
     Cluster,
+    /// [`Kind::Cluster`] with kubeadm's defaults instead: the issuer set,
+    /// `--service-account-jwks-uri` not, so the keys are published on the
+    /// API server's own address.
+    KubeadmDefaults,
+}
+
+impl Kind {
+    /// Whether the node agent's controllers run.
+    fn runs_pods(self) -> bool {
+        matches!(self, Kind::Cluster | Kind::KubeadmDefaults)
+    }
+}
+
+/// The API server flags `hack/kind-config.yaml` sets, from its kubeadm
+/// v1beta4 patch: `(name, value)`.
+pub fn kind_config_flags() -> Vec<(String, String)> {
+    kind_config_patches()
+        .into_iter()
+        .find(|p| p["apiVersion"] == "kubeadm.k8s.io/v1beta4")
+        .and_then(|p| p["apiServer"]["extraArgs"].as_sequence().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| {
+            Some((
+                a["name"].as_str()?.to_owned(),
+                a["value"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// Each kubeadm patch of `hack/kind-config.yaml`, parsed.
+pub fn kind_config_patches() -> Vec<serde_yaml::Value> {
+    let text = std::fs::read_to_string(repo_root().join("hack/kind-config.yaml"))
+        .expect("hack/kind-config.yaml");
+    let config: serde_yaml::Value = serde_yaml::from_str(&text).expect("KinD config YAML");
+    config["kubeadmConfigPatches"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| serde_yaml::from_str(p.as_str()?).ok())
+        .collect()
 }
 
 /// The in-cluster issuer of a [`Kind::Cluster`] control plane.
@@ -124,6 +167,12 @@ pub fn control_plane() -> &'static ControlPlane {
 /// A control plane for the node agent: see [`Kind::Cluster`].
 pub fn cluster_control_plane() -> &'static ControlPlane {
     shared(Kind::Cluster)
+}
+
+/// A control plane for the node agent with kubeadm's issuer defaults: see
+/// [`Kind::KubeadmDefaults`].
+pub fn kubeadm_defaults_control_plane() -> &'static ControlPlane {
+    shared(Kind::KubeadmDefaults)
 }
 
 /// A control plane without the CRD. One test binary uses one kind.
@@ -215,42 +264,49 @@ fn start_in(dir: PathBuf, kind: Kind) -> anyhow::Result<ControlPlane> {
     let audit_policy = dir.join("audit-policy.yaml");
     std::fs::write(&audit_policy, AUDIT_POLICY)?;
     let audit_log = dir.join("audit.log");
-    keeper.spawn(
-        "kube-apiserver",
-        &apiserver,
-        &[
-            format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
-            format!("--secure-port={api_port}"),
-            "--bind-address=127.0.0.1".into(),
-            "--advertise-address=127.0.0.1".into(),
-            format!("--cert-dir={}", dir.join("apiserver-certs").display()),
-            format!("--tls-cert-file={}", pki.serving_cert.display()),
-            format!("--tls-private-key-file={}", pki.serving_key.display()),
-            format!("--client-ca-file={}", pki.client_ca.display()),
-            match kind {
-                Kind::Cluster => format!("--service-account-issuer={CLUSTER_ISSUER}"),
-                _ => format!("--service-account-issuer={server}"),
-            },
-            match kind {
-                Kind::Cluster => {
-                    format!("--service-account-jwks-uri={CLUSTER_ISSUER}/openid/v1/jwks")
-                }
-                _ => format!("--service-account-jwks-uri={server}/openid/v1/jwks"),
-            },
-            format!("--service-account-key-file={}", pki.sa_pub.display()),
-            format!(
-                "--service-account-signing-key-file={}",
-                pki.sa_key.display()
-            ),
-            "--service-cluster-ip-range=10.0.0.0/24".into(),
-            "--authorization-mode=RBAC".into(),
-            "--allow-privileged=true".into(),
-            format!("--audit-policy-file={}", audit_policy.display()),
-            format!("--audit-log-path={}", audit_log.display()),
-            "--audit-log-format=json".into(),
-            "--audit-log-mode=blocking".into(),
+    // The issuer, and where its keys are published: a cluster's as the
+    // project's KinD config sets them, kubeadm's defaults (no jwks-uri), or
+    // the API server itself.
+    let issuer_flags: Vec<String> = match kind {
+        Kind::Cluster => kind_config_flags()
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("service-account-"))
+            .map(|(name, value)| format!("--{name}={value}"))
+            .collect(),
+        Kind::KubeadmDefaults => vec![format!("--service-account-issuer={CLUSTER_ISSUER}")],
+        _ => vec![
+            format!("--service-account-issuer={server}"),
+            format!("--service-account-jwks-uri={server}/openid/v1/jwks"),
         ],
-    )?;
+    };
+    anyhow::ensure!(
+        !issuer_flags.is_empty(),
+        "hack/kind-config.yaml sets no service-account flags"
+    );
+    let mut args = vec![
+        format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
+        format!("--secure-port={api_port}"),
+        "--bind-address=127.0.0.1".into(),
+        "--advertise-address=127.0.0.1".into(),
+        format!("--cert-dir={}", dir.join("apiserver-certs").display()),
+        format!("--tls-cert-file={}", pki.serving_cert.display()),
+        format!("--tls-private-key-file={}", pki.serving_key.display()),
+        format!("--client-ca-file={}", pki.client_ca.display()),
+        format!("--service-account-key-file={}", pki.sa_pub.display()),
+        format!(
+            "--service-account-signing-key-file={}",
+            pki.sa_key.display()
+        ),
+        "--service-cluster-ip-range=10.0.0.0/24".into(),
+        "--authorization-mode=RBAC".into(),
+        "--allow-privileged=true".into(),
+        format!("--audit-policy-file={}", audit_policy.display()),
+        format!("--audit-log-path={}", audit_log.display()),
+        "--audit-log-format=json".into(),
+        "--audit-log-mode=blocking".into(),
+    ];
+    args.extend(issuer_flags);
+    keeper.spawn("kube-apiserver", &apiserver, &args)?;
     procs::wait_http_ok(
         &format!("{server}/readyz"),
         Some(&pki.serving_ca_pem),
@@ -279,11 +335,12 @@ fn start_in(dir: PathBuf, kind: Kind) -> anyhow::Result<ControlPlane> {
             format!("--kubeconfig={}", kcm_kubeconfig.display()),
             format!("--authentication-kubeconfig={}", kcm_kubeconfig.display()),
             format!("--authorization-kubeconfig={}", kcm_kubeconfig.display()),
-            match kind {
-                Kind::Cluster => format!(
+            if kind.runs_pods() {
+                format!(
                     "--controllers={CONTROLLERS},deployment-controller,replicaset-controller,job-controller"
-                ),
-                _ => format!("--controllers={CONTROLLERS}"),
+                )
+            } else {
+                format!("--controllers={CONTROLLERS}")
             },
             "--leader-elect=false".into(),
             "--use-service-account-credentials=false".into(),

@@ -1037,7 +1037,20 @@ pub async fn cluster(
     super::TestNamespace,
     NodeAgent,
 ) {
-    let cp = super::cluster_control_plane();
+    cluster_on(super::cluster_control_plane(), test, more).await
+}
+
+/// [`cluster`] on control plane `cp`.
+pub async fn cluster_on(
+    cp: &'static super::ControlPlane,
+    test: &str,
+    more: &[&str],
+) -> (
+    &'static super::ControlPlane,
+    Client,
+    super::TestNamespace,
+    NodeAgent,
+) {
     let client = cp.client().await;
     let ns = super::TestNamespace::new(&client, test).await;
     let mut namespaces = vec![ns.name.as_str()];
