@@ -34,19 +34,7 @@ const HELD: &str = "(Rekor's Pod held back, waiting for its tree)";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sample_stack_becomes_ready_and_every_client_signs_and_verifies() {
     let (cp, client, ns, agent) = support::node::cluster("e2e", &[]).await;
-    let user = format!("operator-{}", ns.name);
-    support::bind_operator_role(&client, &user).await;
-    let _operator = support::Operator::start(
-        &cp.kubeconfig_for(&user, &[]),
-        support::logs_dir(),
-        &format!("{}-operator", ns.name),
-        &[
-            "--watch-namespace",
-            &ns.name,
-            "--image",
-            "sigstore-operator:e2e",
-        ],
-    );
+    let _operator = support::start_for_namespace(cp, &client, &ns.name).await;
     // No binding for unauthenticated OIDC discovery, unlike KinD setups
     // for scaffolding: the stack's Fulcio reads it with its own token.
     let start = Instant::now();

@@ -24,19 +24,7 @@ use support::{CLUSTER_ISSUER, eventually};
 async fn keys_on_the_api_servers_address_are_named_before_anyone_signs() {
     let cp = support::kubeadm_defaults_control_plane();
     let (cp, client, ns, _agent) = support::node::cluster_on(cp, "kubeadm", &[]).await;
-    let user = format!("operator-{}", ns.name);
-    support::bind_operator_role(&client, &user).await;
-    let _operator = support::Operator::start(
-        &cp.kubeconfig_for(&user, &[]),
-        support::logs_dir(),
-        &format!("{}-operator", ns.name),
-        &[
-            "--watch-namespace",
-            &ns.name,
-            "--image",
-            "sigstore-operator:e2e",
-        ],
-    );
+    let _operator = support::start_for_namespace(cp, &client, &ns.name).await;
     // Fulcio alone is enough to show it.
     let stack: SigstoreStack = serde_json::from_value(json!({
         "apiVersion": "scaffolding.sigstore.dev/v1alpha1",

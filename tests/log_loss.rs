@@ -22,7 +22,6 @@ use support::{
     clients::{self, Exported},
     cosign::{Cosign, Services},
     eventually,
-    servers::built,
 };
 
 const WAIT: Duration = Duration::from_secs(240);
@@ -288,17 +287,14 @@ async fn lost_trees_are_reported_and_healed_only_where_the_data_was_ephemeral() 
     );
 
     // The documented way to start a new log on purpose.
-    let (ok, log) = support::node::run(
-        &built("kubectl"),
+    let (ok, log) = clients::kubectl(
+        &cp.kubeconfig,
+        &ns.name,
         &[
-            format!("--kubeconfig={}", cp.kubeconfig.display()),
-            "-n".into(),
-            ns.name.clone(),
-            "annotate".into(),
-            "sst/kept".into(),
-            format!("scaffolding.sigstore.dev/replace-tree={kept_tree},{kept_ct}"),
+            "annotate",
+            "sst/kept",
+            &format!("scaffolding.sigstore.dev/replace-tree={kept_tree},{kept_ct}"),
         ],
-        &[("HOME", support::logs_dir().display().to_string())],
     )
     .await;
     assert!(ok, "kubectl annotate:\n{log}");

@@ -250,6 +250,24 @@ pub fn in_cluster_sample() -> PathBuf {
     super::repo_root().join("config/samples/clients/cosign-in-cluster.yaml")
 }
 
+/// The built kubectl against `kubeconfig`'s cluster in namespace `ns`.
+pub async fn kubectl(kubeconfig: &Path, ns: &str, args: &[&str]) -> (bool, String) {
+    let mut all = vec![
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "-n".to_owned(),
+        ns.to_owned(),
+    ];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    // kubectl keeps its cache under HOME.
+    let home = logs_dir().join(format!("{ns}-kubectl"));
+    super::node::run(
+        &built("kubectl"),
+        &all,
+        &[("HOME", home.display().to_string())],
+    )
+    .await
+}
+
 /// The Pod a Job made, once it finished: the Pod's name and phase.
 async fn finished_pod(client: &Client, ns: &str, job: &str) -> (String, String) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -287,46 +305,23 @@ pub fn container_log(ns: &str, pod: &str, container: &str) -> String {
 /// one.
 pub async fn sign_in_pod(client: &Client, kubeconfig: &Path, ns: &str) -> Signed {
     // As the README says to run it.
-    let (ok, log) = super::node::run(
-        &built("kubectl"),
-        &[
-            format!("--kubeconfig={}", kubeconfig.display()),
-            "-n".into(),
-            ns.into(),
-            "apply".into(),
-            "-f".into(),
-            in_cluster_sample().display().to_string(),
-        ],
-        // kubectl keeps its cache under HOME.
-        &[(
-            "HOME",
-            logs_dir()
-                .join(format!("{ns}-kubectl"))
-                .display()
-                .to_string(),
-        )],
+    let (ok, log) = kubectl(
+        kubeconfig,
+        ns,
+        &["apply", "-f", &in_cluster_sample().display().to_string()],
     )
     .await;
     assert!(ok, "kubectl apply of the in-cluster sample:\n{log}");
     // Waited for as the README says; a failed Job shows its logs below.
-    let (waited, wait_log) = super::node::run(
-        &built("kubectl"),
+    let (waited, wait_log) = kubectl(
+        kubeconfig,
+        ns,
         &[
-            format!("--kubeconfig={}", kubeconfig.display()),
-            "-n".into(),
-            ns.into(),
-            "wait".into(),
-            "--for=condition=Complete".into(),
-            "job/cosign-sign".into(),
-            "--timeout=180s".into(),
+            "wait",
+            "--for=condition=Complete",
+            "job/cosign-sign",
+            "--timeout=180s",
         ],
-        &[(
-            "HOME",
-            logs_dir()
-                .join(format!("{ns}-kubectl"))
-                .display()
-                .to_string(),
-        )],
     )
     .await;
     let (pod, phase) = finished_pod(client, ns, "cosign-sign").await;

@@ -34,7 +34,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::{Client, Config, config::Kubeconfig};
 
 #[allow(unused_imports)]
-pub use operator::{Operator, Output, bind_operator_role, run_cli};
+pub use operator::{Operator, Output, bind_operator_role, run_cli, start_for_namespace};
 pub use procs::Keeper;
 
 /// Controllers of kube-controller-manager the tests rely on.

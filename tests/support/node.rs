@@ -1025,32 +1025,23 @@ pub fn pod_hostname(pod: &Pod) -> String {
     name.chars().take(63).collect()
 }
 
-/// A cluster for the node agent: the control plane of kind
-/// [`super::Kind::Cluster`], a namespace for the test, and the agent serving
-/// it and `more` namespaces.
-pub async fn cluster(
-    test: &str,
-    more: &[&str],
-) -> (
+/// A control plane, a client, the test's namespace and the agent.
+pub type Cluster = (
     &'static super::ControlPlane,
     Client,
     super::TestNamespace,
     NodeAgent,
-) {
+);
+
+/// A cluster for the node agent: the control plane of kind
+/// [`super::Kind::Cluster`], a namespace for the test, and the agent serving
+/// it and `more` namespaces.
+pub async fn cluster(test: &str, more: &[&str]) -> Cluster {
     cluster_on(super::cluster_control_plane(), test, more).await
 }
 
 /// [`cluster`] on control plane `cp`.
-pub async fn cluster_on(
-    cp: &'static super::ControlPlane,
-    test: &str,
-    more: &[&str],
-) -> (
-    &'static super::ControlPlane,
-    Client,
-    super::TestNamespace,
-    NodeAgent,
-) {
+pub async fn cluster_on(cp: &'static super::ControlPlane, test: &str, more: &[&str]) -> Cluster {
     let client = cp.client().await;
     let ns = super::TestNamespace::new(&client, test).await;
     let mut namespaces = vec![ns.name.as_str()];

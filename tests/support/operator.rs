@@ -141,3 +141,20 @@ pub async fn bind_operator_role(client: &kube::Client, user: &str) {
     .unwrap();
     super::manifests::apply(client, &[binding], "default").await;
 }
+
+/// The operator binary run here with `config/rbac`'s role, watching only
+/// `ns`, its stage Jobs on the image the node agent maps to this binary.
+pub async fn start_for_namespace(
+    cp: &super::ControlPlane,
+    client: &kube::Client,
+    ns: &str,
+) -> Operator {
+    let user = format!("operator-{ns}");
+    bind_operator_role(client, &user).await;
+    Operator::start(
+        &cp.kubeconfig_for(&user, &[]),
+        super::logs_dir(),
+        &format!("{ns}-operator"),
+        &["--watch-namespace", ns, "--image", "sigstore-operator:e2e"],
+    )
+}
