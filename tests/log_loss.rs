@@ -171,19 +171,24 @@ async fn lost_trees_are_reported_and_healed_only_where_the_data_was_ephemeral() 
             })
         })
         .await;
-    let replaced = eventually("a TreeReplaced Event for Rekor", WAIT, || async {
-        let e = events(&client, &ns.name, "eph", "TreeReplaced").await;
-        e.iter()
-            .any(|m| m.contains(&rekor_after) && m.contains(&rekor_before))
-            .then_some(e)
-    })
-    .await;
-    assert!(
-        replaced
-            .iter()
-            .any(|m| m.contains(&ct_after) && m.contains(&ct_before)),
-        "an Event names the CT log's old and new tree: {replaced:?}"
-    );
+    // Each log's Event names its old and new tree (published just after
+    // the status that says so).
+    for (what, old, new) in [
+        ("Rekor", &rekor_before, &rekor_after),
+        ("the CT log", &ct_before, &ct_after),
+    ] {
+        eventually(
+            &format!("a TreeReplaced Event for {what}"),
+            WAIT,
+            || async {
+                let e = events(&client, &ns.name, "eph", "TreeReplaced").await;
+                e.iter()
+                    .any(|m| m.contains(new.as_str()) && m.contains(old.as_str()))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
     let stack = stacks.get("eph").await.unwrap().status.unwrap();
     assert_eq!(
         stack.rekor.unwrap().tree_id.map(|i| i.to_string()),
