@@ -48,8 +48,9 @@ if kubectl -n sigstore-operator-system get deployment/sigstore-operator >/dev/nu
 fi
 
 # The sample's stack: config/samples' name and its empty spec.
+# The image was loaded as sigstore-operator:dev, what config/manager names.
 STACK_NAME="${STACK_NAME:-sample}" OUT_DIR="${OUT_DIR:-$ROOT/.kind/$CLUSTER}" \
-  "$ROOT/hack/stack-up.sh"
+  OPERATOR_IMAGE=sigstore-operator:dev "$ROOT/hack/stack-up.sh"
 out="${OUT_DIR:-$ROOT/.kind/$CLUSTER}"
 cat >&2 <<EOF
 

@@ -10,6 +10,8 @@
 #   STACK_SPEC       the stack's spec, as YAML or JSON (default: {})
 #   INSTALL          kustomize dir to install the operator from, or "none"
 #                    (default: config/default)
+#   OPERATOR_IMAGE   the operator's image, for it and its stage Jobs
+#                    (default: sigstore-operator:dev, what config/manager names)
 #   EXPOSE           how the runner reaches the services: port-forward
 #                    (default) or cluster-ip (the host routes ClusterIPs)
 #   WAIT_TIMEOUT     how long to wait for Ready (default: 15m)
@@ -36,6 +38,7 @@ NS="${STACK_NAMESPACE:-sigstore}"
 SPEC="${STACK_SPEC:-}"
 [[ -n "$SPEC" ]] || SPEC='{}'
 INSTALL="${INSTALL:-$ROOT/config/default}"
+OPERATOR_IMAGE="${OPERATOR_IMAGE:-sigstore-operator:dev}"
 EXPOSE="${EXPOSE:-port-forward}"
 WAIT_TIMEOUT="${WAIT_TIMEOUT:-15m}"
 OUT_DIR="${OUT_DIR:-$PWD/sigstore-stack}"
@@ -55,8 +58,12 @@ if [[ -f "$OUT_DIR/port-forward.pids" ]]; then
 fi
 
 if [[ "$INSTALL" != none ]]; then
-  log "installing the operator from $INSTALL"
-  k apply --server-side -k "$INSTALL" >&2
+  log "installing the operator from $INSTALL (image $OPERATOR_IMAGE)"
+  # config/manager names sigstore-operator:dev for the operator and for its
+  # stage Jobs; the given image replaces both. Rendered the same each run, so
+  # a re-run rolls nothing.
+  k kustomize "$INSTALL" | sed "s#sigstore-operator:dev#$OPERATOR_IMAGE#g" |
+    k apply --server-side -f - >&2
   k wait --for=condition=Established crd/sigstorestacks.scaffolding.sigstore.dev --timeout=60s >&2
   k -n sigstore-operator-system rollout status deployment/sigstore-operator --timeout=5m >&2
 fi

@@ -43,6 +43,9 @@ async fn stack_up_script_installs_brings_up_and_exports() {
         &[
             ("STACK_NAME", "ci".into()),
             ("STACK_NAMESPACE", ns.name.clone()),
+            // The Action's operator-image input: the operator and its
+            // stage Jobs run it (the node agent maps the repository).
+            ("OPERATOR_IMAGE", "sigstore-operator:pinned".into()),
             // A YAML spec, as an Action input would carry it.
             (
                 "STACK_SPEC",
@@ -59,7 +62,40 @@ async fn stack_up_script_installs_brings_up_and_exports() {
         .get("sigstore-operator")
         .await
         .unwrap();
-    assert_eq!(operator.status.unwrap().available_replicas, Some(1));
+    assert_eq!(operator.status.clone().unwrap().available_replicas, Some(1));
+    let container = &operator.spec.unwrap().template.spec.unwrap().containers[0];
+    assert_eq!(container.image.as_deref(), Some("sigstore-operator:pinned"));
+    let stage_image = container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "OPERATOR_IMAGE")
+        .and_then(|e| e.value.clone());
+    assert_eq!(stage_image.as_deref(), Some("sigstore-operator:pinned"));
+    let jobs = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(client.clone(), &ns.name)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(!jobs.items.is_empty(), "the stages ran as Jobs");
+    for job in &jobs.items {
+        let image = job
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .image
+            .clone();
+        assert_eq!(
+            image.as_deref(),
+            Some("sigstore-operator:pinned"),
+            "{:?}",
+            job.metadata.name
+        );
+    }
 
     let env: BTreeMap<String, String> = std::fs::read_to_string(out_dir.join("env"))
         .unwrap()
