@@ -189,6 +189,14 @@ fn log_name(log: Log) -> &'static str {
     }
 }
 
+/// [`log_name`] at the start of a sentence.
+fn log_title(log: Log) -> &'static str {
+    match log {
+        Log::Rekor => "Rekor's log",
+        Log::Ctlog => "The CT log",
+    }
+}
+
 /// The losses among `probes`, and what to do about each.
 pub fn losses(
     owner: &Owner,
@@ -317,10 +325,7 @@ pub fn unavailable(
     match health.serving.get(&log) {
         Some(Serving::Refuses(said)) => Some((
             LOG_NOT_SERVING,
-            format!(
-                "{} answers, but not with its log: {said}",
-                capitalized(log_name(log))
-            ),
+            format!("{} answers, but not with its log: {said}", log_title(log)),
         )),
         _ => None,
     }
@@ -339,7 +344,7 @@ fn healing(owner: &Owner, log: Log, observed: &Observed) -> Option<String> {
     let Some(running) = healed_tree(owner, log, observed) else {
         return Some(format!(
             "{} has new tree {id}; waiting for its config to name it.",
-            capitalized(what)
+            log_title(log)
         ));
     };
     let deployment = owner.name_of(match log {
@@ -353,7 +358,7 @@ fn healing(owner: &Owner, log: Log, observed: &Observed) -> Option<String> {
     (!rolled).then(|| {
         format!(
             "{} restarts onto its new tree {id} (it replaces tree {old}).",
-            capitalized(what)
+            log_title(log)
         )
     })
 }
@@ -366,15 +371,8 @@ pub fn healed_note(owner: &Owner, log: Log, observed: &Observed) -> Option<Strin
     let id = super::plan::tree_id(observed, &cm)?;
     Some(format!(
         " {} runs on tree {id}, which replaced tree {old} when the database lost it.",
-        capitalized(log_name(log))
+        log_title(log)
     ))
-}
-
-fn capitalized(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().chain(c).collect())
-        .unwrap_or_default()
 }
 
 /// The tree a healed log's workload runs on (for [`TREE_ID_ANNOTATION`]):
