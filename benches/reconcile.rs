@@ -36,7 +36,7 @@ fn main() {
     let inputs = Inputs {
         owner: owner.clone(),
         spec: &spec,
-        images: Images::for_spec(&spec, "sigstore-operator:dev"),
+        images: Images::for_spec(&spec, "sigstore-operator:dev", &Default::default()),
         cluster_issuer: Some("https://kubernetes.default.svc.cluster.local"),
         ctlog_roots: vec!["fulcio-0".into()],
         trust_root: None,
@@ -52,6 +52,7 @@ fn main() {
         image: "sigstore-operator:dev".into(),
         timeout: "5m".parse().expect("duration"),
         backoff_limit: 3,
+        source: Default::default(),
     };
     let observed = Observed::default();
     bench("plan every stage and compute status", budget, || {

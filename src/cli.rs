@@ -64,6 +64,19 @@ pub struct RunArgs {
     /// The operator's own image, which the stage Jobs run.
     #[arg(long, env = "OPERATOR_IMAGE", default_value = "sigstore-operator:dev")]
     pub image: String,
+    /// Pull every default image of every stack from this registry (and
+    /// path) instead of its upstream one, keeping path and digest:
+    /// `ghcr.io/sigstore/fulcio@sha256:…` becomes
+    /// `<registry>/sigstore/fulcio@sha256:…`. Images a stack's spec names
+    /// are used as written.
+    #[arg(long, env = "IMAGE_REGISTRY", value_parser = crate::build::images::parse_registry)]
+    pub image_registry: Option<String>,
+    /// A Secret (`kubernetes.io/dockerconfigjson`) put in
+    /// `imagePullSecrets` of every Pod a stack runs, stage Jobs included.
+    /// It must exist in each stack's namespace. Repeatable; the env var is
+    /// comma-separated.
+    #[arg(long = "image-pull-secret", env = "IMAGE_PULL_SECRETS", value_delimiter = ',', value_parser = parse_secret_name)]
+    pub image_pull_secrets: Vec<String>,
     /// How long one stage attempt may wait for its inputs and servers.
     #[arg(long, env = "STAGE_TIMEOUT", default_value = "5m")]
     pub stage_timeout: Duration,
@@ -74,6 +87,24 @@ pub struct RunArgs {
     /// failure in a row, up to 5 minutes.
     #[arg(long, env = "STAGE_RETRY_BASE", default_value = "10s")]
     pub stage_retry_base: Duration,
+}
+
+/// A Secret's name: a DNS subdomain.
+fn parse_secret_name(value: &str) -> Result<String, String> {
+    let ok = !value.is_empty()
+        && value.len() <= 253
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && value.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "{value:?} is not a Secret name (lower-case letters, digits, '-' and '.')"
+        ))
+    }
 }
 
 /// The bootstrap stages. Each writes its results into ConfigMaps and Secrets
@@ -248,6 +279,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--timeout"), "{err}");
+    }
+
+    #[test]
+    fn image_source_flags() {
+        let cli = parse(
+            "run --image-registry mirror.example/sigstore/ --image-pull-secret a \
+             --image-pull-secret b",
+        )
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        assert_eq!(
+            args.image_registry.as_deref(),
+            Some("mirror.example/sigstore")
+        );
+        assert_eq!(args.image_pull_secrets, ["a", "b"]);
+        let err = parse("run --image-registry https://mirror.example")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--image-registry") && err.contains("no https://"),
+            "{err}"
+        );
+        let err = parse("run --image-pull-secret Reg_Cred")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--image-pull-secret") && err.contains("Secret name"),
+            "{err}"
+        );
     }
 
     #[test]

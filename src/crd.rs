@@ -5,9 +5,86 @@ use kube::CustomResourceExt;
 
 use crate::api::SigstoreStack;
 
+/// Fields whose schema is a Kubernetes type (core/v1) repeated in every
+/// component's `pod`: their inner descriptions are dropped, since they are
+/// Kubernetes' own, and they would otherwise make the CRD ten times larger.
+/// Structure and validation stay.
+const KUBERNETES_TYPES: [(&str, &str); 3] = [
+    ("affinity", "core/v1 Affinity"),
+    ("tolerations", "[]core/v1 Toleration"),
+    ("resources", "core/v1 ResourceRequirements"),
+];
+
 /// The `SigstoreStack` CRD as the API server should hold it.
 pub fn crd() -> CustomResourceDefinition {
-    SigstoreStack::crd()
+    let mut crd = SigstoreStack::crd();
+    for version in &mut crd.spec.versions {
+        let Some(schema) = version.schema.as_mut() else {
+            continue;
+        };
+        let compacted = schema
+            .open_api_v3_schema
+            .as_ref()
+            .and_then(|s| serde_json::to_value(s).ok())
+            .map(|mut v| {
+                compact(&mut v);
+                v
+            })
+            .and_then(|v| serde_json::from_value(v).ok());
+        if compacted.is_some() {
+            schema.open_api_v3_schema = compacted;
+        }
+    }
+    crd
+}
+
+/// Drops the descriptions inside each `pod`'s Kubernetes-typed fields.
+fn compact(schema: &mut serde_json::Value) {
+    let Some(props) = schema.get_mut("properties").and_then(|p| p.as_object_mut()) else {
+        if let Some(items) = schema.get_mut("items") {
+            compact(items);
+        }
+        return;
+    };
+    for (name, field) in props.iter_mut() {
+        if name == "pod" {
+            for (kind, _) in KUBERNETES_TYPES {
+                if let Some(inner) = field.pointer_mut(&format!("/properties/{kind}")) {
+                    strip_descriptions(inner, true);
+                }
+            }
+        }
+        compact(field);
+    }
+}
+
+fn strip_descriptions(schema: &mut serde_json::Value, keep_own: bool) {
+    match schema {
+        serde_json::Value::Object(map) => {
+            if !keep_own {
+                map.remove("description");
+            }
+            for (key, value) in map.iter_mut() {
+                // Under `properties` every key is a field name, not a keyword.
+                let fields = key == "properties";
+                match value {
+                    serde_json::Value::Object(inner) if fields => {
+                        for v in inner.values_mut() {
+                            strip_descriptions(v, false);
+                        }
+                    }
+                    _ if key != "description" => strip_descriptions(value, false),
+                    _ => {}
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for v in items {
+                strip_descriptions(v, false);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The CRD as YAML, exactly as committed in `crds/sigstorestack.yaml`.
@@ -58,6 +135,10 @@ fn fields(out: &mut String, path: &str, schema: &serde_json::Value) {
         .unwrap_or_default();
     for (name, s) in props {
         let field = format!("{path}.{name}");
+        let kubernetes = KUBERNETES_TYPES
+            .iter()
+            .find(|(n, _)| path.ends_with(".pod") && n == name)
+            .map(|(_, kind)| *kind);
         let mut kind = s["type"].as_str().unwrap_or("object").to_owned();
         if kind == "array" {
             kind = format!("[]{}", s["items"]["type"].as_str().unwrap_or("object"));
@@ -82,9 +163,15 @@ fn fields(out: &mut String, path: &str, schema: &serde_json::Value) {
             .unwrap_or("")
             .replace('\n', " ")
             .replace('|', "\\|");
+        if let Some(k8s) = kubernetes {
+            kind = format!("{k8s} (as in a Pod spec)");
+        }
         out.push_str(&format!(
             "| `{field}` | {kind} | {default} | {description} |\n"
         ));
+        if kubernetes.is_some() {
+            continue;
+        }
         fields(out, &field, s);
         if s["type"] == "array" {
             fields(out, &format!("{field}[]"), &s["items"]);

@@ -136,6 +136,10 @@ async fn run(args: RunArgs) -> Result<()> {
             image: args.image,
             timeout: args.stage_timeout,
             backoff_limit: args.stage_backoff_limit,
+            source: sigstore_operator::build::images::ImageSource {
+                registry: args.image_registry,
+                pull_secrets: args.image_pull_secrets,
+            },
         },
         stage_retry_base: args.stage_retry_base.as_std(),
     };

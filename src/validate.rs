@@ -76,12 +76,6 @@ pub fn validate(spec: &SigstoreStackSpec) -> Vec<FieldError> {
         }
         (DatabaseMode::Embedded, None) => {}
     }
-    if db.mode == DatabaseMode::External && db.image.is_some() {
-        errors.push(
-            "spec.trillian.database.image",
-            "applies only to the Embedded database",
-        );
-    }
     if db.mode == DatabaseMode::External && db.storage.is_some() {
         errors.push(
             "spec.trillian.database.storage",
@@ -112,6 +106,14 @@ pub fn validate(spec: &SigstoreStackSpec) -> Vec<FieldError> {
         {
             errors.push(field, "must be a non-empty image reference without spaces");
         }
+    }
+
+    if spec.pod.resources.is_some() {
+        errors.push(
+            "spec.pod.resources",
+            "resources are set per component (e.g. spec.fulcio.pod.resources): one size fits no \
+             two of them",
+        );
     }
 
     if spec.ctlog.enabled && !spec.fulcio.enabled {
@@ -249,6 +251,10 @@ mod tests {
                 Box::new(|s| s.ctlog.prefix = "-x".into()),
             ),
             ("spec.ctlog.enabled", Box::new(|s| s.fulcio.enabled = false)),
+            (
+                "spec.pod.resources",
+                Box::new(|s| s.pod.resources = Some(Default::default())),
+            ),
             (
                 "spec.rekor.image",
                 Box::new(|s| s.rekor.image = Some(String::new())),

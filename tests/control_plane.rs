@@ -98,8 +98,18 @@ async fn empty_spec_is_accepted_with_defaults() {
     );
     // A spec with every section spelled out is accepted too.
     let full = json!({
-        "trillian": {"database": {"mode": "External", "external": {
-            "host": "mysql.db.svc", "credentialsSecret": "db-creds"}}},
+        "trillian": {"database": {"mode": "External",
+            "image": "mirror.example/library/mariadb:11.4", "external": {
+            "host": "mysql.db.svc", "credentialsSecret": "db-creds"}},
+            "logServer": {"pod": {"resources": {"requests": {"cpu": "100m"}}}}},
+        "pod": {"nodeSelector": {"pool": "sigstore"},
+                "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "sigstore",
+                                 "effect": "NoSchedule"}],
+                "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [
+                        {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}}},
+                "priorityClassName": "sigstore"},
+        "stages": {"pod": {"resources": {"limits": {"memory": "128Mi"}}}},
         "rekor": {"enabled": false},
         "ctlog": {"prefix": "my-log"},
         "fulcio": {"ca": {"validity": "8760h", "keyAlgorithm": "ECDSA-P384",
@@ -107,7 +117,8 @@ async fn empty_spec_is_accepted_with_defaults() {
                    "oidcIssuers": [{"issuerURL": "https://token.actions.githubusercontent.com",
                                     "type": "github-workflow"}]},
         "tsa": {"enabled": false},
-        "tuf": {"expiry": {"timestamp": "24h", "snapshot": "48h"}},
+        "tuf": {"expiry": {"timestamp": "24h", "snapshot": "48h"},
+                "pod": {"resources": {"limits": {"memory": "64Mi"}}}},
     });
     create(&api, stack("full", full))
         .await
@@ -175,6 +186,18 @@ async fn invalid_specs_are_refused_naming_the_field() {
             json!({"trillian": {"logServer": {"image": "a b"}}}),
             "spec.trillian.logServer.image",
             "without spaces",
+        ),
+        (
+            "stack-wide-resources",
+            json!({"pod": {"resources": {"limits": {"memory": "1Gi"}}}}),
+            "spec.pod.resources",
+            "set per component",
+        ),
+        (
+            "priority-class",
+            json!({"tsa": {"pod": {"priorityClassName": "Not Valid"}}}),
+            "spec.tsa.pod.priorityClassName",
+            "PriorityClass",
         ),
         (
             "ctlog-no-fulcio",

@@ -33,7 +33,7 @@ fn crd_copies_match_the_committed_crd() {
     let committed = std::fs::read(root.join("crds/sigstorestack.yaml")).expect("read CRD");
     for copy in [
         "config/crd/sigstorestack.yaml",
-        "config/helm/sigstore-operator/crds/sigstorestack.yaml",
+        "config/helm/sigstore-operator/files/sigstorestack.yaml",
     ] {
         let text = std::fs::read(root.join(copy)).unwrap_or_default();
         assert!(
@@ -94,7 +94,13 @@ fn every_schema_field_is_documented() {
                 if own && sub.get("description").is_none() {
                     missing.push(p.clone());
                 }
-                walk(&p, sub, missing);
+                // Kubernetes' own types in a `pod` are documented by
+                // Kubernetes; the CRD drops their inner descriptions.
+                let kubernetes = path.ends_with(".pod")
+                    && matches!(name.as_str(), "affinity" | "tolerations" | "resources");
+                if !kubernetes {
+                    walk(&p, sub, missing);
+                }
             }
         }
         if let Some(items) = schema.get("items") {

@@ -4,10 +4,12 @@
 //! them (`sigstore-operator crd`) and a test fails when the two drift.
 
 mod duration;
+mod pod;
 mod spec;
 mod status;
 
 pub use duration::{Duration, ParseDurationError};
+pub use pod::PodSettings;
 pub use spec::*;
 pub use status::*;
 

@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{duration::Duration, status::SigstoreStackStatus};
+use super::{duration::Duration, pod::PodSettings, status::SigstoreStackStatus};
 
 /// A private Sigstore stack: Trillian, Rekor, a certificate transparency log,
 /// Fulcio, a timestamp authority and a TUF trust root, brought up in this
@@ -25,6 +25,7 @@ use super::{duration::Duration, status::SigstoreStackStatus};
     printcolumn = r#"{"name":"Ready","type":"string","description":"Whether every enabled component is available","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
+#[x_kube(validation = Rule::new("!has(self.pod) || !has(self.pod.resources)").message("resources are set per component (e.g. spec.fulcio.pod.resources): one size fits no two of them").reason(Reason::FieldValueForbidden).field_path(".pod.resources"))]
 #[x_kube(validation = Rule::new("!self.ctlog.enabled || self.fulcio.enabled").message("ctlog.enabled requires fulcio.enabled: the CT log trusts only Fulcio's root").reason(Reason::FieldValueInvalid).field_path(".ctlog.enabled"))]
 #[serde(rename_all = "camelCase")]
 pub struct SigstoreStackSpec {
@@ -48,6 +49,29 @@ pub struct SigstoreStackSpec {
     /// The TUF repository that publishes the stack's trust root to clients.
     #[serde(default)]
     pub tuf: TufSpec,
+    /// Scheduling of every Pod of the stack (stage Jobs too): node
+    /// selector, tolerations, affinity and priority class. A component's own
+    /// `pod` settings win field by field; resources are set per component.
+    #[serde(default, skip_serializing_if = "PodSettings::is_unset")]
+    pub pod: PodSettings,
+    /// The stage Jobs that create keys, trees and the trust root.
+    #[serde(default, skip_serializing_if = "StagesSpec::is_unset")]
+    pub stages: StagesSpec,
+}
+
+/// The stage Jobs.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StagesSpec {
+    /// Scheduling and resources of the stage Jobs' Pods.
+    #[serde(default, skip_serializing_if = "PodSettings::is_unset")]
+    pub pod: PodSettings,
+}
+
+impl StagesSpec {
+    fn is_unset(&self) -> bool {
+        self.pod.is_unset()
+    }
 }
 
 /// Where Trillian keeps its trees and which images run it.
@@ -59,17 +83,16 @@ pub struct TrillianSpec {
     pub database: TrillianDatabaseSpec,
     /// The Trillian log server.
     #[serde(default)]
-    pub log_server: ImageSpec,
+    pub log_server: WorkloadSpec,
     /// The Trillian log signer, which integrates queued entries into the tree.
     #[serde(default)]
-    pub log_signer: ImageSpec,
+    pub log_signer: WorkloadSpec,
 }
 
 /// Trillian's database: one the operator runs for this stack, or one that
 /// already exists.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[x_kube(validation = Rule::new("self.mode == 'External' ? has(self.external) : !has(self.external)").message("external is required when mode is External, and not allowed otherwise").field_path(".external"))]
-#[x_kube(validation = Rule::new("self.mode == 'Embedded' || !has(self.image)").message("image applies only to the Embedded database").field_path(".image"))]
 #[x_kube(validation = Rule::new("self.mode == 'Embedded' || !has(self.storage)").message("storage applies only to the Embedded database").field_path(".storage"))]
 #[serde(rename_all = "camelCase")]
 pub struct TrillianDatabaseSpec {
@@ -77,7 +100,10 @@ pub struct TrillianDatabaseSpec {
     /// `External` uses the database described in `external`.
     #[serde(default)]
     pub mode: DatabaseMode,
-    /// Image of the embedded database, overriding the pinned default.
+    /// Image of the embedded database, overriding the pinned default. With
+    /// an `External` database it runs only the schema client (`mysql`) in
+    /// the log server's init container, so a mirror-only cluster can name
+    /// its copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^[^\\\\s]+$')").message("must be a non-empty image reference without spaces"))]
     #[schemars(length(max = 512))]
@@ -93,6 +119,9 @@ pub struct TrillianDatabaseSpec {
     /// changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<DatabaseStorage>,
+    /// Scheduling and resources of the embedded database's Pod.
+    #[serde(default, skip_serializing_if = "PodSettings::is_unset")]
+    pub pod: PodSettings,
 }
 
 /// A PersistentVolumeClaim for the embedded database.
@@ -151,16 +180,19 @@ fn default_database_name() -> String {
     "trillian".into()
 }
 
-/// An image override for one workload.
+/// The image and Pod settings of one workload.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ImageSpec {
+pub struct WorkloadSpec {
     /// Image to run instead of the operator's pinned default, e.g.
     /// `registry.example/trillian_log_server@sha256:...`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^[^\\\\s]+$')").message("must be a non-empty image reference without spaces"))]
     #[schemars(length(max = 512))]
     pub image: Option<String>,
+    /// Scheduling and resources of its Pods.
+    #[serde(default, skip_serializing_if = "PodSettings::is_unset")]
+    pub pod: PodSettings,
 }
 
 /// Rekor, the signature transparency log (Rekor v1 on Trillian).
@@ -181,6 +213,12 @@ pub struct RekorSpec {
     #[x_kube(validation = Rule::new("self.matches('^[^\\\\s]+$')").message("must be a non-empty image reference without spaces"))]
     #[schemars(length(max = 512))]
     pub redis_image: Option<String>,
+    /// Scheduling and resources of its Pods.
+    #[serde(default, skip_serializing_if = "PodSettings::is_unset")]
+    pub pod: PodSettings,
+    /// Scheduling and resources of the Redis Pod.
+    #[serde(default, skip_serializing_if = "PodSettings::is_unset")]
+    pub redis_pod: PodSettings,
 }
 
 impl Default for RekorSpec {
@@ -189,6 +227,8 @@ impl Default for RekorSpec {
             enabled: true,
             image: None,
             redis_image: None,
+            pod: PodSettings::default(),
+            redis_pod: PodSettings::default(),
         }
     }
 }
@@ -211,6 +251,9 @@ pub struct CtLogSpec {
     #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9][A-Za-z0-9._-]*$')").message("must be a single URL path segment: letters, digits, '.', '_' or '-', starting with a letter or digit"))]
     #[schemars(length(min = 1, max = 63))]
     pub prefix: String,
+    /// Scheduling and resources of its Pods.
+    #[serde(default, skip_serializing_if = "PodSettings::is_unset")]
+    pub pod: PodSettings,
 }
 
 fn default_ct_prefix() -> String {
@@ -223,6 +266,7 @@ impl Default for CtLogSpec {
             enabled: true,
             image: None,
             prefix: default_ct_prefix(),
+            pod: PodSettings::default(),
         }
     }
 }
@@ -251,6 +295,9 @@ pub struct FulcioSpec {
     #[x_kube(merge_strategy = ListMerge::Map(vec!["issuerURL".into()]))]
     #[schemars(length(max = 32))]
     pub oidc_issuers: Vec<OidcIssuer>,
+    /// Scheduling and resources of its Pods.
+    #[serde(default, skip_serializing_if = "PodSettings::is_unset")]
+    pub pod: PodSettings,
 }
 
 impl Default for FulcioSpec {
@@ -261,6 +308,7 @@ impl Default for FulcioSpec {
             ca: FulcioCaSpec::default(),
             trust_cluster_issuer: true,
             oidc_issuers: Vec::new(),
+            pod: PodSettings::default(),
         }
     }
 }
@@ -405,6 +453,9 @@ pub struct TsaSpec {
     #[x_kube(validation = Rule::new("self.matches('^[^\\\\s]+$')").message("must be a non-empty image reference without spaces"))]
     #[schemars(length(max = 512))]
     pub image: Option<String>,
+    /// Scheduling and resources of its Pods.
+    #[serde(default, skip_serializing_if = "PodSettings::is_unset")]
+    pub pod: PodSettings,
 }
 
 impl Default for TsaSpec {
@@ -412,6 +463,7 @@ impl Default for TsaSpec {
         Self {
             enabled: true,
             image: None,
+            pod: PodSettings::default(),
         }
     }
 }
@@ -433,6 +485,9 @@ pub struct TufSpec {
     /// `timestamp` and `snapshot` well before they expire.
     #[serde(default)]
     pub expiry: TufExpiry,
+    /// Scheduling and resources of its Pods.
+    #[serde(default, skip_serializing_if = "PodSettings::is_unset")]
+    pub pod: PodSettings,
 }
 
 impl Default for TufSpec {
@@ -441,6 +496,7 @@ impl Default for TufSpec {
             enabled: true,
             image: None,
             expiry: TufExpiry::default(),
+            pod: PodSettings::default(),
         }
     }
 }

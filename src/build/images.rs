@@ -1,5 +1,7 @@
-//! The images a stack runs, pinned by digest in this one table. Each can be
-//! overridden per stack in the spec.
+//! The images a stack runs, pinned by digest in this one table, and where
+//! they are pulled from. Each can be overridden per stack in the spec; the
+//! operator's `--image-registry` moves every default to a mirror, and its
+//! `--image-pull-secret`s go on every Pod a stack runs.
 //!
 //! Digests are the multi-arch index digests published for these tags (the
 //! Sigstore ones as the sigstore/helm-charts pin them).
@@ -24,6 +26,52 @@ pub const FULCIO: &str = "ghcr.io/sigstore/fulcio:v1.8.8@sha256:ef72cf56c64b7455
 /// timestamp-server v2.1.0.
 pub const TSA: &str = "ghcr.io/sigstore/timestamp-server:v2.1.0@sha256:8637f0482ed1ecb229b44ebd0afc760f6f57114a4d53c6953cf65c00218896b2";
 
+/// Where the operator pulls images from: set once for the operator, the
+/// same for every stack.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageSource {
+    /// Registry (and path) that holds copies of the default images under
+    /// their upstream paths; `None` pulls each from its own registry.
+    pub registry: Option<String>,
+    /// Secrets of each stack's namespace that every Pod pulls with.
+    pub pull_secrets: Vec<String>,
+}
+
+/// `image` pulled from `registry` instead of its own registry: the path,
+/// tag and digest are kept, so `ghcr.io/sigstore/fulcio@sha256:…` becomes
+/// `<registry>/sigstore/fulcio@sha256:…` (Docker Hub's `library/` stays).
+pub fn mirrored(image: &str, registry: &str) -> String {
+    let path = match image.split_once('/') {
+        Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => rest.to_owned(),
+        Some(_) => image.to_owned(),
+        None => format!("library/{image}"),
+    };
+    format!("{}/{path}", registry.trim_end_matches('/'))
+}
+
+/// Checks a `--image-registry` value: a registry host with an optional
+/// path, no scheme, tag or digest.
+pub fn parse_registry(value: &str) -> Result<String, String> {
+    let v = value.trim_end_matches('/');
+    let host = v.split('/').next().unwrap_or_default();
+    if v.is_empty() || v.contains("://") {
+        return Err("expected a registry host and optional path, e.g.                     registry.example.com/sigstore-mirror (no https://)"
+            .into());
+    }
+    if v.chars().any(|c| c.is_whitespace() || c == '@')
+        || v.split('/')
+            .skip(1)
+            .any(|p| p.is_empty() || p.contains(':'))
+        || host.is_empty()
+    {
+        return Err(format!(
+            "{value:?} is not a registry host and path (no tag, digest or spaces), e.g. \
+             registry.example.com/sigstore-mirror"
+        ));
+    }
+    Ok(v.to_owned())
+}
+
 /// The images of one stack, after the spec's overrides.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Images {
@@ -45,12 +93,21 @@ pub struct Images {
     pub tsa: String,
     /// The TUF server: the operator's own image unless overridden.
     pub tuf: String,
+    /// Secrets every Pod of the stack pulls with.
+    pub pull_secrets: Vec<String>,
 }
 
 impl Images {
-    /// The table's images with `spec`'s overrides applied.
-    pub fn for_spec(spec: &SigstoreStackSpec, operator_image: &str) -> Self {
-        let pick = |o: &Option<String>, default: &str| o.clone().unwrap_or_else(|| default.into());
+    /// The table's images, from `source`'s registry when it names one, with
+    /// `spec`'s overrides applied as written. The operator's own image (the
+    /// TUF server's default) is used as given.
+    pub fn for_spec(spec: &SigstoreStackSpec, operator_image: &str, source: &ImageSource) -> Self {
+        let pick = |o: &Option<String>, default: &str| {
+            o.clone().unwrap_or_else(|| match &source.registry {
+                Some(registry) => mirrored(default, registry),
+                None => default.into(),
+            })
+        };
         Self {
             database: pick(&spec.trillian.database.image, MARIADB),
             log_server: pick(&spec.trillian.log_server.image, TRILLIAN_LOG_SERVER),
@@ -60,7 +117,12 @@ impl Images {
             ctlog: pick(&spec.ctlog.image, CTLOG),
             fulcio: pick(&spec.fulcio.image, FULCIO),
             tsa: pick(&spec.tsa.image, TSA),
-            tuf: pick(&spec.tuf.image, operator_image),
+            tuf: spec
+                .tuf
+                .image
+                .clone()
+                .unwrap_or_else(|| operator_image.into()),
+            pull_secrets: source.pull_secrets.clone(),
         }
     }
 }
@@ -91,8 +153,60 @@ mod tests {
     fn spec_overrides_win() {
         let mut spec = SigstoreStackSpec::default();
         spec.fulcio.image = Some("example.com/fulcio:dev".into());
-        let images = Images::for_spec(&spec, "op");
+        let images = Images::for_spec(&spec, "op", &ImageSource::default());
         assert_eq!(images.fulcio, "example.com/fulcio:dev");
         assert_eq!(images.rekor, REKOR);
+    }
+
+    #[test]
+    fn a_registry_moves_every_default_and_keeps_paths_and_digests() {
+        let mut spec = SigstoreStackSpec::default();
+        spec.fulcio.image = Some("example.com/fulcio:dev".into());
+        let source = ImageSource {
+            registry: Some("mirror.example:5000/sigstore/".into()),
+            pull_secrets: vec!["regcred".into()],
+        };
+        let images = Images::for_spec(&spec, "op.example/sigstore-operator:1", &source);
+        assert_eq!(
+            images.database,
+            "mirror.example:5000/sigstore/library/mariadb:11.4.8@sha256:\
+             bc474f00629f0123c10f9e1bca193a45d18af15a274cf0656acda64f1086c3b6"
+        );
+        assert!(
+            images
+                .rekor
+                .starts_with("mirror.example:5000/sigstore/sigstore/rekor/rekor-server:v1.5.4@"),
+            "{}",
+            images.rekor
+        );
+        // What the user named, and the operator's own image, stay as given.
+        assert_eq!(images.fulcio, "example.com/fulcio:dev");
+        assert_eq!(images.tuf, "op.example/sigstore-operator:1");
+        assert_eq!(images.pull_secrets, ["regcred"]);
+        assert_eq!(
+            mirrored("redis:7", "m.example"),
+            "m.example/library/redis:7"
+        );
+        assert_eq!(
+            mirrored("bitnami/redis:7", "m.example"),
+            "m.example/bitnami/redis:7"
+        );
+        assert_eq!(mirrored("localhost/x:1", "m.example"), "m.example/x:1");
+    }
+
+    #[test]
+    fn registry_values_are_checked() {
+        assert_eq!(parse_registry("m.example/a/").unwrap(), "m.example/a");
+        assert_eq!(parse_registry("m.example:5000").unwrap(), "m.example:5000");
+        for bad in [
+            "",
+            "https://m.example",
+            "m.example/a:1",
+            "m.example/a@sha256:00",
+            "m .x",
+            "m.example//a",
+        ] {
+            assert!(parse_registry(bad).is_err(), "{bad}");
+        }
     }
 }

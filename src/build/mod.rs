@@ -6,6 +6,7 @@ pub mod ctlog;
 pub mod fulcio;
 pub mod images;
 pub mod meta;
+pub mod pods;
 pub mod rbac;
 pub mod rekor;
 pub mod stages;
@@ -145,6 +146,7 @@ pub fn objects(inputs: &Inputs<'_>) -> Result<Vec<Object>, serde_yaml::Error> {
             ..ConfigMap::default()
         }));
     }
+    pods::finish_all(&mut out, spec, &inputs.images.pull_secrets);
     Ok(out)
 }
 
@@ -173,7 +175,7 @@ pub(crate) mod tests {
         Inputs {
             owner: owner(),
             spec,
-            images: Images::for_spec(spec, "sigstore-operator:dev"),
+            images: Images::for_spec(spec, "sigstore-operator:dev", &Default::default()),
             cluster_issuer: Some("https://kubernetes.default.svc.cluster.local"),
             ctlog_roots: vec!["fulcio-0".into()],
             trust_root: None,

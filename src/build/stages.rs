@@ -201,6 +201,9 @@ pub struct JobSettings {
     pub timeout: Duration,
     /// Pod retries within one Job.
     pub backoff_limit: i32,
+    /// Where every Pod's images come from, the stage Jobs' and the
+    /// workloads'.
+    pub source: super::images::ImageSource,
 }
 
 /// Where the operator's image keeps its binary.
@@ -238,7 +241,7 @@ pub fn template(
     ]);
     let mut labels = meta::labels(&owner.name, STAGES);
     labels.insert(meta::STAGE_LABEL.into(), stage.id().into());
-    PodTemplateSpec {
+    let mut template = PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(labels),
             ..ObjectMeta::default()
@@ -252,7 +255,12 @@ pub fn template(
             security_context: Some(meta::pod_security(meta::NONROOT_USER)),
             ..PodSpec::default()
         }),
+    };
+    if let Some(pod) = template.spec.as_mut() {
+        let wanted = super::pods::settings(spec, STAGES);
+        super::pods::finish(pod, &wanted, &settings.source.pull_secrets);
     }
+    template
 }
 
 /// `<stack>-<stage>-<hash>-<attempt>`.
@@ -310,6 +318,7 @@ mod tests {
             image: "sigstore-operator:dev".into(),
             timeout: "5m".parse().unwrap(),
             backoff_limit: 2,
+            source: Default::default(),
         }
     }
 

@@ -119,7 +119,7 @@ async fn reconcile_inner(stack: &SigstoreStack, ctx: &Context) -> Result<Action>
     let inputs = Inputs {
         owner: owner.clone(),
         spec,
-        images: build::Images::for_spec(spec, &ctx.options.jobs.image),
+        images: build::Images::for_spec(spec, &ctx.options.jobs.image, &ctx.options.jobs.source),
         cluster_issuer: cluster_issuer.as_deref(),
         ctlog_roots: ctlog_roots(&owner, &observed),
         trust_root: trust.as_ref().ok().cloned(),

@@ -10,11 +10,13 @@
 mod certs;
 pub mod clients;
 pub mod cosign;
+pub mod helm;
 pub mod jobs;
 pub mod kubelet;
 pub mod manifests;
 pub mod node;
 mod operator;
+pub mod placement;
 pub mod procs;
 pub mod registry;
 pub mod servers;
@@ -34,7 +36,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::{Client, Config, config::Kubeconfig};
 
 #[allow(unused_imports)]
-pub use operator::{Operator, Output, bind_operator_role, run_cli, start_for_namespace};
+pub use operator::{
+    Operator, Output, bind_operator_role, run_cli, start_for_namespace, start_for_namespace_with,
+};
 pub use procs::Keeper;
 
 /// Controllers of kube-controller-manager the tests rely on.

@@ -48,7 +48,11 @@ use kube::{
 use serde_json::json;
 use tokio::{process::Child, task::JoinHandle};
 
-use super::{jobs::expand, logs_dir};
+use super::{
+    jobs::expand,
+    logs_dir,
+    placement::{Mirror, NodeShape, unschedulable},
+};
 
 /// The Node's name.
 pub const NODE: &str = "test-node";
@@ -69,6 +73,8 @@ pub struct Images {
     pub entrypoints: BTreeMap<String, Vec<String>>,
     /// Absolute program paths inside images → local programs.
     pub paths: BTreeMap<String, String>,
+    /// The only registry the node reaches, when it is mirror-only.
+    pub mirror: Option<Mirror>,
 }
 
 impl Images {
@@ -94,6 +100,28 @@ impl Images {
 }
 
 impl Images {
+    /// This table behind `mirror`: every image is pulled from it under its
+    /// upstream path (as the operator's `--image-registry` names them), and
+    /// nothing else can be pulled.
+    pub fn behind(self, mirror: Mirror) -> Self {
+        let entrypoints = self
+            .entrypoints
+            .into_iter()
+            .map(|(repo, argv)| {
+                let path = match repo.split_once('/') {
+                    Some((host, rest)) if host.contains(['.', ':']) => rest.to_owned(),
+                    _ => repo,
+                };
+                (format!("{}/{path}", mirror.prefix), argv)
+            })
+            .collect();
+        Self {
+            entrypoints,
+            paths: self.paths,
+            mirror: Some(mirror),
+        }
+    }
+
     /// The table for the operator's images: each pinned image of
     /// `src/build/images.rs` → the program built from the Go module proxy
     /// or installed from apt; the operator's own image → this binary.
@@ -136,6 +164,7 @@ impl Images {
         .map(|(image, argv)| (repository(image), argv))
         .collect();
         Self {
+            mirror: None,
             entrypoints,
             paths: BTreeMap::from([(
                 sigstore_operator::build::stages::BINARY.to_owned(),
@@ -226,11 +255,24 @@ impl NodeAgent {
         namespaces: &[&str],
         images: Images,
         api_server: String,
+        shape: NodeShape,
     ) -> Self {
         network_up().unwrap_or_else(|e| panic!("node network: {e} (the node agent needs root)"));
         let nodes: Api<Node> = Api::all(client.clone());
+        // The labels every KinD node has, and the test's.
+        let arch = match std::env::consts::ARCH {
+            "aarch64" => "arm64",
+            _ => "amd64",
+        };
+        let mut labels = BTreeMap::from([
+            ("kubernetes.io/hostname".to_owned(), NODE.to_owned()),
+            ("kubernetes.io/os".to_owned(), "linux".to_owned()),
+            ("kubernetes.io/arch".to_owned(), arch.to_owned()),
+        ]);
+        labels.extend(shape.labels.clone());
         let node: Node = serde_json::from_value(json!({
-            "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE}},
+            "metadata": {"name": NODE, "labels": labels},
+            "spec": {"taints": shape.taints},
         }))
         .unwrap();
         let _ = nodes.delete(NODE, &DeleteParams::default()).await;
@@ -290,6 +332,8 @@ impl NodeAgent {
                 started: started.clone(),
                 hosts: hosts.clone(),
                 ips: ips.clone(),
+                labels: labels.clone(),
+                taints: shape.taints.clone(),
             });
             agents.push(tokio::spawn(async move {
                 let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
@@ -350,6 +394,9 @@ struct Agent {
     started: Arc<std::sync::atomic::AtomicUsize>,
     hosts: Arc<Mutex<String>>,
     ips: Arc<std::sync::atomic::AtomicU8>,
+    /// The Node's labels and taints, for the scheduler's checks.
+    labels: BTreeMap<String, String>,
+    taints: Vec<k8s_openapi::api::core::v1::Taint>,
 }
 
 fn quote(s: &str) -> String {
@@ -394,7 +441,7 @@ impl Agent {
                 .and_then(|s| s.node_name.as_ref())
                 .is_none()
             {
-                self.bind(&name).await?;
+                self.schedule(&pod).await?;
                 continue;
             }
             let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
@@ -449,6 +496,32 @@ impl Agent {
         }
     }
 
+    /// Binds `pod` to the Node if the scheduler would; otherwise says why
+    /// in its `PodScheduled` condition, as the scheduler does.
+    async fn schedule(&self, pod: &Pod) -> anyhow::Result<()> {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let Some(why) = unschedulable(&spec, &self.labels, &self.taints) else {
+            return self.bind(&pod.name_any()).await;
+        };
+        let said = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| c.type_ == "PodScheduled" && c.message.as_deref() == Some(why.as_str()));
+        if !said {
+            self.status(
+                &pod.name_any(),
+                json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
+                    "status": "False", "reason": "Unschedulable", "message": why,
+                    "lastTransitionTime": Timestamp::now().to_string()}]}),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     async fn bind(&self, pod: &str) -> anyhow::Result<()> {
         let binding = json!({
             "apiVersion": "v1", "kind": "Binding",
@@ -480,6 +553,26 @@ impl Agent {
     async fn start_pod(&self, pod: &Pod) -> anyhow::Result<()> {
         let name = pod.name_any();
         let spec = pod.spec.clone().unwrap_or_default();
+        if let Some(mirror) = &self.images.mirror
+            && let Some((container, message)) =
+                mirror.pull_problem(&self.client, &self.ns, &spec).await
+        {
+            let waiting = json!([{"name": container, "ready": false, "restartCount": 0,
+                "image": "", "imageID": "",
+                "state": {"waiting": {"reason": "ErrImagePull", "message": message}}}]);
+            let key = if spec.containers.iter().any(|c| c.name == container) {
+                "containerStatuses"
+            } else {
+                "initContainerStatuses"
+            };
+            self.status(
+                &name,
+                json!({"phase": "Pending", "hostIP": GATEWAY, key: waiting}),
+            )
+            .await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Ok(());
+        }
         if !super::kubelet::references_resolve(&self.client, &self.ns, &spec).await? {
             let waiting: Vec<_> = spec
                 .containers
@@ -1042,6 +1135,17 @@ pub async fn cluster(test: &str, more: &[&str]) -> Cluster {
 
 /// [`cluster`] on control plane `cp`.
 pub async fn cluster_on(cp: &'static super::ControlPlane, test: &str, more: &[&str]) -> Cluster {
+    cluster_with(cp, test, more, Images::local(), NodeShape::default()).await
+}
+
+/// [`cluster_on`] with the agent's image table and Node of the test's.
+pub async fn cluster_with(
+    cp: &'static super::ControlPlane,
+    test: &str,
+    more: &[&str],
+    images: Images,
+    shape: NodeShape,
+) -> Cluster {
     let client = cp.client().await;
     let ns = super::TestNamespace::new(&client, test).await;
     let mut namespaces = vec![ns.name.as_str()];
@@ -1049,8 +1153,9 @@ pub async fn cluster_on(cp: &'static super::ControlPlane, test: &str, more: &[&s
     let agent = NodeAgent::start(
         client.clone(),
         &namespaces,
-        Images::local(),
+        images,
         cp.server.clone(),
+        shape,
     )
     .await;
     (cp, client, ns, agent)

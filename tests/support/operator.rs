@@ -149,12 +149,25 @@ pub async fn start_for_namespace(
     client: &kube::Client,
     ns: &str,
 ) -> Operator {
+    start_for_namespace_with(cp, client, ns, &["--image", "sigstore-operator:e2e"]).await
+}
+
+/// [`start_for_namespace`] with the operator's flags `args` (which name
+/// its image).
+pub async fn start_for_namespace_with(
+    cp: &super::ControlPlane,
+    client: &kube::Client,
+    ns: &str,
+    args: &[&str],
+) -> Operator {
     let user = format!("operator-{ns}");
     bind_operator_role(client, &user).await;
+    let mut all = vec!["--watch-namespace", ns];
+    all.extend(args);
     Operator::start(
         &cp.kubeconfig_for(&user, &[]),
         super::logs_dir(),
         &format!("{ns}-operator"),
-        &["--watch-namespace", ns, "--image", "sigstore-operator:e2e"],
+        &all,
     )
 }
