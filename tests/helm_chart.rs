@@ -1,44 +1,16 @@
 //! The Helm chart in config/helm/sigstore-operator: it lints cleanly, its
 //! schema refuses bad values naming the field, and what it renders is
 //! accepted by a real API server (etcd + kube-apiserver built by `make tools`,
-//! as is helm itself).
+//! as is helm itself). `tests/helm_upgrade.rs` upgrades a running release.
 
 mod support;
 
-use std::{path::PathBuf, process::Output};
-
 use kube::api::DynamicObject;
 use serde_json::Value;
-use support::{TestNamespace, control_plane};
-
-fn chart() -> String {
-    let path = support::repo_root().join("config/helm/sigstore-operator");
-    path.to_string_lossy().into_owned()
-}
-
-/// Sets every value of the chart.
-fn full_values() -> String {
-    format!("{}/ci/full-values.yaml", chart())
-}
-
-/// Runs helm; a missing helm fails the test, since `make test` must not
-/// silently skip what needs a binary.
-fn helm(args: &[&str]) -> Output {
-    let helm: PathBuf = support::tool("helm").unwrap_or_else(|e| panic!("{e:#}"));
-    std::process::Command::new(helm)
-        .args(args)
-        .output()
-        .expect("run helm")
-}
-
-fn assert_ok(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use support::{
+    TestNamespace,
+    helm::{IMAGE, assert_ok, chart, full_values, helm},
+};
 
 /// `helm template --include-crds` for `release` in `namespace`, parsed with
 /// the same reader the kustomize manifests' test uses.
@@ -83,12 +55,20 @@ fn container_env(deployment: &DynamicObject, name: &str) -> (Value, Option<Strin
 /// Renders with `extra`, applies everything server-side (the CRD first) and
 /// checks what every rendering must hold. Returns the applied objects.
 async fn render_and_apply(test: &str, extra: &[&str], image: &str) -> Vec<DynamicObject> {
-    let client = control_plane().client().await;
+    let client = support::control_plane().client().await;
     let ns = TestNamespace::new(&client, test).await;
     let rendered = render(test, &ns.name, extra);
+    // The chart's CRD is the operator's, kept on uninstall.
+    let crd = find(&rendered, "CustomResourceDefinition").expect("the chart renders the CRD");
+    let theirs: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinitionSpec =
+        serde_json::from_value(crd.data["spec"].clone()).expect("a CRD spec");
+    assert!(
+        theirs == sigstore_operator::crd::crd().spec,
+        "the chart's CRD differs from `sigstore-operator crd`"
+    );
     assert_eq!(
-        rendered.first().map(kind_of),
-        Some("CustomResourceDefinition")
+        crd.metadata.annotations.as_ref().unwrap()["helm.sh/resource-policy"],
+        "keep"
     );
 
     // The chart's ClusterRole grants exactly what the kustomize one does.
@@ -124,7 +104,10 @@ async fn render_and_apply(test: &str, extra: &[&str], image: &str) -> Vec<Dynami
 fn chart_lints_strictly() {
     let chart = chart();
     let full = full_values();
-    assert_ok(&helm(&["lint", "--strict", &chart]), "helm lint");
+    assert_ok(
+        &helm(&["lint", "--strict", &chart, "--set", IMAGE]),
+        "helm lint",
+    );
     assert_ok(
         &helm(&["lint", "--strict", &chart, "-f", &full]),
         "helm lint with every value set",
@@ -134,7 +117,7 @@ fn chart_lints_strictly() {
 #[tokio::test]
 async fn default_values_are_accepted_by_the_api_server() {
     let image = format!("sigstore-operator:{}", env!("CARGO_PKG_VERSION"));
-    let applied = render_and_apply("helm-defaults", &[], &image).await;
+    let applied = render_and_apply("helm-defaults", &["--set", IMAGE], &image).await;
     // All namespaces, no metrics Service.
     let deployment = find(&applied, "Deployment").expect("Deployment");
     let (container, _) = container_env(deployment, "OPERATOR_IMAGE");
@@ -142,6 +125,22 @@ async fn default_values_are_accepted_by_the_api_server() {
     assert!(!args.contains("--watch-namespace"), "{args}");
     assert!(args.contains("--log-format=json"), "{args}");
     assert!(find(&applied, "Service").is_none());
+    let env = container["env"].to_string();
+    assert!(
+        !env.contains("IMAGE_REGISTRY") && !env.contains("IMAGE_PULL_SECRETS"),
+        "{env}"
+    );
+}
+
+#[test]
+fn without_an_image_the_chart_says_how_to_get_one() {
+    let out = helm(&["template", "noimage", &chart()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "rendered without an image");
+    assert!(
+        stderr.contains("image.repository is required") && stderr.contains("make image"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -153,6 +152,16 @@ async fn every_value_set_is_accepted_by_the_api_server() {
     let deployment = find(&applied, "Deployment").expect("Deployment");
     let (container, rust_log) = container_env(deployment, "RUST_LOG");
     assert_eq!(rust_log.as_deref(), Some("info,sigstore_operator=debug"));
+    let (_, registry) = container_env(deployment, "IMAGE_REGISTRY");
+    assert_eq!(
+        registry.as_deref(),
+        Some("registry.example.com:5000/sigstore-mirror")
+    );
+    let (_, secrets) = container_env(deployment, "IMAGE_PULL_SECRETS");
+    assert_eq!(
+        secrets.as_deref(),
+        Some("registry-credentials,mirror-credentials")
+    );
     let args = container["args"].to_string();
     for flag in [
         "--watch-namespace=sigstore",
@@ -179,8 +188,17 @@ fn values_the_schema_refuses_fail_naming_the_field() {
         ("image.digest=latest", "/image/digest"),
         ("stage.timeout=soon", "/stage/timeout"),
         ("metrics.service.extra=1", "'extra'"),
+        (
+            "stacks.imageRegistry=https://mirror.example",
+            "/stacks/imageRegistry",
+        ),
+        (
+            "stacks.imagePullSecrets[0].name=Reg_Cred",
+            "/stacks/imagePullSecrets/0/name",
+        ),
+        ("crds.install=maybe", "/crds/install"),
     ] {
-        let out = helm(&["template", "bad", &chart, "--set", set]);
+        let out = helm(&["template", "bad", &chart, "--set", IMAGE, "--set", set]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{set} was accepted");
         assert!(

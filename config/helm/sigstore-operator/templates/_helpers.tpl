@@ -48,10 +48,11 @@ The operator's image. The Deployment runs it and passes it on as
 OPERATOR_IMAGE to the stage Jobs, so both come from this one place.
 */}}
 {{- define "sigstore-operator.image" -}}
+{{- $repository := required "image.repository is required: no sigstore-operator image is published yet. Build and push one (make image OPERATOR_IMAGE=<registry>/sigstore-operator:<tag> IMAGE_FLAGS=--push), then pass --set image.repository=<registry>/sigstore-operator,image.tag=<tag>" .Values.image.repository }}
 {{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- printf "%s:%s" $repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
 {{- end }}
 
@@ -61,4 +62,13 @@ OPERATOR_IMAGE to the stage Jobs, so both come from this one place.
 {{- else }}
 {{- default "default" .Values.serviceAccount.name }}
 {{- end }}
+{{- end }}
+
+{{/* The names of stacks.imagePullSecrets, comma-separated. */}}
+{{- define "sigstore-operator.stackPullSecrets" -}}
+{{- $names := list }}
+{{- range .Values.stacks.imagePullSecrets }}
+{{- $names = append $names .name }}
+{{- end }}
+{{- join "," $names }}
 {{- end }}
