@@ -31,11 +31,23 @@ pub enum Command {
     Crd,
     /// Print the API reference (Markdown) generated from the CRD's schema.
     ApiDocs,
+    /// Print every pinned image a stack runs, one per line; with
+    /// `--image-registry`, each followed by where a mirror must hold it
+    /// (the pairs to copy, e.g. with `crane copy`).
+    Images(ImagesArgs),
     /// Run one bootstrap stage, as the operator's Jobs do.
     #[command(subcommand)]
     Stage(StageCommand),
     /// Serve a TUF repository from a mounted repository ConfigMap.
     ServeTuf(ServeTufArgs),
+}
+
+/// Flags of `images`.
+#[derive(Debug, clap::Args)]
+pub struct ImagesArgs {
+    /// The mirror the operator will be started with.
+    #[arg(long, value_parser = crate::build::images::parse_registry)]
+    pub image_registry: Option<String>,
 }
 
 /// Flags of `serve-tuf`.

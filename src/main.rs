@@ -28,6 +28,18 @@ async fn main() -> ExitCode {
             print!("{}", crd::api_reference());
             Ok(())
         }
+        Command::Images(args) => {
+            for image in sigstore_operator::build::images::PINNED {
+                match &args.image_registry {
+                    Some(registry) => println!(
+                        "{image} {}",
+                        sigstore_operator::build::images::mirrored(image, registry)
+                    ),
+                    None => println!("{image}"),
+                }
+            }
+            Ok(())
+        }
         Command::Stage(stage) => run_stage(stage).await,
         Command::ServeTuf(args) => {
             tuf::serve::serve(args.dir, args.http_addr, shutdown::on_signal()).await

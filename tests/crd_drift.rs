@@ -26,7 +26,7 @@ fn api_reference_matches_the_types() {
 }
 
 /// `make crds` copies the CRD to the kustomize base and into the Helm chart's
-/// `crds/`; a stale copy would install an old schema.
+/// `files/`; a stale copy would install an old schema.
 #[test]
 fn crd_copies_match_the_committed_crd() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -68,7 +68,22 @@ async fn a_mirror_only_tainted_pool_runs_every_pod_of_a_stack() {
             ..Taint::default()
         }],
     };
-    let images = Images::local().behind(mirror.clone());
+    // The mirror holds what the README has a user copy into it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigstore-operator"))
+        .args(["images", "--image-registry", MIRROR])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let copies: Vec<(String, String)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (from, to) = l.split_once(' ').expect(l);
+            (from.to_owned(), to.to_owned())
+        })
+        .collect();
+    assert_eq!(copies.len(), sigstore_operator::build::images::PINNED.len());
+    let images = Images::local().behind(mirror.clone(), &copies);
     let cp = support::cluster_control_plane();
     let (cp, client, ns, _agent) = cluster_with(cp, "mirror", &[], images, shape).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);

@@ -26,6 +26,18 @@ pub const FULCIO: &str = "ghcr.io/sigstore/fulcio:v1.8.8@sha256:ef72cf56c64b7455
 /// timestamp-server v2.1.0.
 pub const TSA: &str = "ghcr.io/sigstore/timestamp-server:v2.1.0@sha256:8637f0482ed1ecb229b44ebd0afc760f6f57114a4d53c6953cf65c00218896b2";
 
+/// Every pinned image, for a mirror to copy (`sigstore-operator images`).
+pub const PINNED: [&str; 8] = [
+    MARIADB,
+    TRILLIAN_LOG_SERVER,
+    TRILLIAN_LOG_SIGNER,
+    REDIS,
+    REKOR,
+    CTLOG,
+    FULCIO,
+    TSA,
+];
+
 /// Where the operator pulls images from: set once for the operator, the
 /// same for every stack.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -55,7 +67,7 @@ pub fn parse_registry(value: &str) -> Result<String, String> {
     let v = value.trim_end_matches('/');
     let host = v.split('/').next().unwrap_or_default();
     if v.is_empty() || v.contains("://") {
-        return Err("expected a registry host and optional path, e.g.                     registry.example.com/sigstore-mirror (no https://)"
+        return Err("expected a registry host and optional path, e.g. registry.example.com/sigstore-mirror (no https://)"
             .into());
     }
     if v.chars().any(|c| c.is_whitespace() || c == '@')
@@ -133,16 +145,7 @@ mod tests {
 
     #[test]
     fn every_default_is_pinned_by_digest() {
-        for image in [
-            MARIADB,
-            TRILLIAN_LOG_SERVER,
-            TRILLIAN_LOG_SIGNER,
-            REDIS,
-            REKOR,
-            CTLOG,
-            FULCIO,
-            TSA,
-        ] {
+        for image in PINNED {
             let (_, digest) = image.split_once("@sha256:").expect(image);
             assert_eq!(digest.len(), 64, "{image}");
             assert!(digest.chars().all(|c| c.is_ascii_hexdigit()), "{image}");

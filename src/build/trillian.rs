@@ -332,6 +332,28 @@ mod tests {
     }
 
     #[test]
+    fn an_external_database_schema_client_runs_the_named_image() {
+        let mut spec = SigstoreStackSpec::default();
+        spec.trillian.database.mode = DatabaseMode::External;
+        spec.trillian.database.image = Some("mirror.example/library/mariadb:11.4".into());
+        spec.trillian.database.external = Some(ExternalDatabase {
+            host: "mysql.example".into(),
+            port: 3306,
+            database: "trillian".into(),
+            credentials_secret: "mine".into(),
+        });
+        let objects = objects(&inputs(&spec));
+        let d = deployment_named(&objects, "demo-trillian-log-server");
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let init = &pod.init_containers.as_ref().unwrap()[0];
+        assert_eq!(init.name, "schema");
+        assert_eq!(
+            init.image.as_deref(),
+            Some("mirror.example/library/mariadb:11.4")
+        );
+    }
+
+    #[test]
     fn storage_puts_the_database_on_a_claim() {
         let mut spec = SigstoreStackSpec::default();
         assert!(database_claim(&crate::build::tests::owner(), &spec).is_none());

@@ -100,21 +100,20 @@ impl Images {
 }
 
 impl Images {
-    /// This table behind `mirror`: every image is pulled from it under its
-    /// upstream path (as the operator's `--image-registry` names them), and
-    /// nothing else can be pulled.
-    pub fn behind(self, mirror: Mirror) -> Self {
-        let entrypoints = self
-            .entrypoints
-            .into_iter()
-            .map(|(repo, argv)| {
-                let path = match repo.split_once('/') {
-                    Some((host, rest)) if host.contains(['.', ':']) => rest.to_owned(),
-                    _ => repo,
-                };
-                (format!("{}/{path}", mirror.prefix), argv)
-            })
-            .collect();
+    /// This table behind `mirror`, holding what a user copied into it:
+    /// each `(upstream, mirrored)` pair of `copies` (as `sigstore-operator
+    /// images --image-registry` prints them) and the operator's own image,
+    /// pushed as `<mirror>/sigstore-operator`. Nothing else can be pulled.
+    pub fn behind(self, mirror: Mirror, copies: &[(String, String)]) -> Self {
+        let mut entrypoints = BTreeMap::new();
+        for (upstream, mirrored) in copies {
+            if let Some(argv) = self.entrypoints.get(&repository(upstream)) {
+                entrypoints.insert(repository(mirrored), argv.clone());
+            }
+        }
+        if let Some(argv) = self.entrypoints.get("sigstore-operator") {
+            entrypoints.insert(format!("{}/sigstore-operator", mirror.prefix), argv.clone());
+        }
         Self {
             entrypoints,
             paths: self.paths,
