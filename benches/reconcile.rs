@@ -1,6 +1,6 @@
-//! Cost of one reconcile pass's pure work for one stack: build every
-//! object from the spec, hash them, decide the stages and compute the
-//! status. `make bench` prints the figures; nothing is asserted.
+//! Cost of one reconcile pass's pure work for one stack: building and
+//! hashing every object, and `decide` on a whole pass (a new stack and a
+//! settled one). `make bench` prints the figures; nothing is asserted.
 
 use std::time::Duration;
 
@@ -8,12 +8,9 @@ use k8s_openapi::jiff::Timestamp;
 use sigstore_operator::{
     api::{SigstoreStack, SigstoreStackSpec},
     build::{self, Images, Inputs, Owner, stages},
-    conditions,
     controller::{
-        observe::Observed,
-        plan,
-        status::{self, Facts},
-        trust::NotPublished,
+        Options,
+        decide::{Seen, decide},
     },
 };
 
@@ -48,38 +45,41 @@ fn main() {
             std::hint::black_box(build::content_hash(&o));
         }
     });
-    let settings = stages::JobSettings {
-        image: "sigstore-operator:dev".into(),
-        timeout: "5m".parse().expect("duration"),
-        backoff_limit: 3,
-        source: Default::default(),
+    let options = Options {
+        namespace: None,
+        concurrency: 1,
+        jobs: stages::JobSettings {
+            image: "sigstore-operator:dev".into(),
+            timeout: "5m".parse().expect("duration"),
+            backoff_limit: 3,
+            source: Default::default(),
+        },
+        stage_retry_base: Duration::from_secs(10),
     };
-    let observed = Observed::default();
-    bench("plan every stage and compute status", budget, || {
-        let plans: Vec<_> = plan::enabled_stages(&spec)
-            .into_iter()
-            .map(|s| {
-                let t = stages::template(&owner, &spec, s, &settings);
-                let hash = build::content_hash(&t);
-                plan::plan(
-                    s,
-                    plan::state(s, &owner, &spec, &observed),
-                    &[],
-                    &hash,
-                    Timestamp::now(),
-                    Duration::from_secs(10),
-                )
-            })
-            .collect();
-        let trust = Err(NotPublished::Waiting("bench".into()));
-        let facts = Facts {
-            owner: &owner,
-            observed: &observed,
-            plans: &plans,
-            trust: &trust,
-            logs: &Default::default(),
-            fulcio_problem: None,
-        };
-        std::hint::black_box(status::desired(&stack, Some(&facts), &conditions::now()));
+    stack.metadata.namespace = Some("bench".into());
+    stack.metadata.uid = Some("uid".into());
+    let seen = Seen::default();
+    bench(
+        "decide a new stack's pass (objects, stages, status)",
+        budget,
+        || {
+            std::hint::black_box(
+                decide(&stack, &seen, &options, Timestamp::now()).expect("decide"),
+            );
+        },
+    );
+    // A settled stack: everything applied, so the pass decides no writes.
+    let mut settled = Seen::default();
+    for (object, hash) in decide(&stack, &seen, &options, Timestamp::now())
+        .expect("decide")
+        .apply
+    {
+        settled
+            .observed
+            .applied
+            .insert((object.kind().into(), object.name().into()), Some(hash));
+    }
+    bench("decide a settled stack's pass", budget, || {
+        std::hint::black_box(decide(&stack, &settled, &options, Timestamp::now()).expect("decide"));
     });
 }

@@ -18,6 +18,19 @@ pub enum Error {
     /// A call to the API server failed.
     #[error("Kubernetes API call failed: {0}")]
     Kube(#[source] Box<kube::Error>),
+    /// A call to the API server failed in a step of a pass, on one object.
+    #[error("cannot {step} {kind} {name}: {source}")]
+    Api {
+        /// What the pass was doing, e.g. `apply`.
+        step: &'static str,
+        /// The object's kind.
+        kind: String,
+        /// The object's name.
+        name: String,
+        /// The API server's answer.
+        #[source]
+        source: Box<kube::Error>,
+    },
     /// The kubeconfig or in-cluster configuration could not be loaded.
     #[error("cannot configure the Kubernetes client: {0}")]
     Config(String),
@@ -65,11 +78,21 @@ impl From<kube::Error> for Error {
 }
 
 impl Error {
+    /// A failed API call in `step` on `kind` `name`.
+    pub fn api(step: &'static str, kind: &str, name: &str, source: kube::Error) -> Self {
+        Self::Api {
+            step,
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            source: Box::new(source),
+        }
+    }
+
     /// A short, stable label for metrics and events.
     pub fn label(&self) -> &'static str {
         match self {
             Self::CrdNotInstalled { .. } => "crd_not_installed",
-            Self::Kube(_) => "kube",
+            Self::Kube(_) | Self::Api { .. } => "kube",
             Self::Config(_) => "config",
             Self::Render(_) => "render",
             Self::MissingField { .. } => "missing_field",

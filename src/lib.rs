@@ -6,6 +6,7 @@
 pub mod api;
 pub mod build;
 pub mod cli;
+pub mod component;
 pub mod conditions;
 pub mod controller;
 pub mod crd;

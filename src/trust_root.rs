@@ -246,7 +246,9 @@ fn log(
 }
 
 /// Appends `current` unless an open entry already holds the same material;
-/// closes open entries that hold other material.
+/// closes open entries that hold other material, and every open entry when
+/// there is no current material (the component was turned off), so
+/// signatures made while it ran still verify.
 fn merge<T>(
     previous: &[T],
     current: Option<T>,
@@ -258,11 +260,11 @@ where
     T: Clone,
 {
     let mut out: Vec<T> = previous.to_vec();
-    let Some(current) = current else { return out };
     // An open entry for the same material: nothing changed.
-    if out
-        .iter_mut()
-        .any(|e| same(e, &current) && range(e).is_some_and(|r| r.end.is_none()))
+    if let Some(current) = &current
+        && out
+            .iter_mut()
+            .any(|e| same(e, current) && range(e).is_some_and(|r| r.end.is_none()))
     {
         return out;
     }
@@ -273,7 +275,7 @@ where
             r.end = Some(timestamp(now));
         }
     }
-    out.push(current);
+    out.extend(current);
     out
 }
 
@@ -544,6 +546,32 @@ pub(crate) mod tests {
         assert_eq!(config.ca_urls.len(), 1, "only the open CA signs");
         assert_eq!(config.tsa_urls[0].url, "http://t/api/v1/timestamp");
         assert_eq!(config.oidc_urls[0].url, "https://issuer");
+    }
+
+    #[test]
+    fn a_component_turned_off_is_closed_and_no_longer_signs() {
+        let m = material();
+        let first = trusted_root(None, &m, at(1_000_000)).unwrap();
+        let mut off = m.clone();
+        off.tsa = None;
+        let second = trusted_root(Some(&first), &off, at(2_000_000)).unwrap();
+        let tsa = &second.timestamp_authorities;
+        assert_eq!(tsa.len(), 1, "kept, so earlier timestamps verify");
+        let range = tsa[0].valid_for.as_ref().unwrap();
+        assert_eq!(range.end.as_ref().unwrap().seconds, 2_000_000);
+        assert_eq!(second.tlogs, first.tlogs, "other entries untouched");
+        let config = signing_config(&second, None);
+        assert!(config.tsa_urls.is_empty() && config.tsa_config.is_none());
+        assert_eq!(config.rekor_tlog_urls.len(), 1);
+        // Off again changes nothing; back on with the same chain opens a
+        // new entry beside the closed one.
+        assert_eq!(
+            trusted_root(Some(&second), &off, at(2_500_000)).unwrap(),
+            second
+        );
+        let third = trusted_root(Some(&second), &m, at(3_000_000)).unwrap();
+        assert_eq!(third.timestamp_authorities.len(), 2);
+        assert_eq!(signing_config(&third, None).tsa_urls.len(), 1);
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod support;
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::{
     Api, Client,
     api::{ListParams, Patch, PatchParams},
@@ -20,92 +20,15 @@ use serde_json::json;
 use sigstore_operator::api::SigstoreStack;
 use support::{
     clients::{self, Exported},
-    cosign::{Cosign, Services},
     eventually,
+    stacks::{self, condition, events, poke, ready, sign},
 };
 
 const WAIT: Duration = Duration::from_secs(240);
 
 /// The tree IDs and replaced trees a log's ConfigMap records.
 async fn trees(client: &Client, ns: &str, stack: &str, log: &str) -> BTreeMap<String, String> {
-    Api::<ConfigMap>::namespaced(client.clone(), ns)
-        .get(&format!("{stack}-{log}-config"))
-        .await
-        .unwrap()
-        .data
-        .unwrap_or_default()
-}
-
-/// The stack's Events of `reason`, their messages.
-async fn events(client: &Client, ns: &str, stack: &str, reason: &str) -> Vec<String> {
-    Api::<Event>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().fields(&format!("involvedObject.name={stack}")))
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason))
-        .filter_map(|e| e.message)
-        .collect()
-}
-
-/// A condition's `(status, reason, message)`.
-async fn condition(
-    stacks: &Api<SigstoreStack>,
-    stack: &str,
-    type_: &str,
-) -> Option<(String, String, String)> {
-    let s = stacks.get(stack).await.ok()?.status?;
-    s.conditions
-        .into_iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status, c.reason, c.message))
-}
-
-async fn ready(stacks: &Api<SigstoreStack>, stack: &str) -> bool {
-    condition(stacks, stack, "Ready")
-        .await
-        .is_some_and(|(s, _, _)| s == "True")
-}
-
-/// A reconcile now: the operator checks the trees on every pass (and
-/// at least every minute); nothing else changes when a database drops
-/// its rows, so the test does not wait for the minute.
-async fn poke(stacks: &Api<SigstoreStack>, stack: &str) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let patch = json!({"metadata": {"annotations": {"test/poke": now.to_string()}}});
-    stacks
-        .patch(stack, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
-}
-
-/// Signs a blob with cosign 2 and the exported variables: the bundle.
-async fn sign(
-    env: &Exported,
-    work: &Path,
-    text: &str,
-) -> (Cosign, std::path::PathBuf, std::path::PathBuf) {
-    let cosign = Cosign::with_token_file(
-        work.to_owned(),
-        env.path("OIDC_TOKEN_FILE"),
-        env.get("SIGNER_IDENTITY").to_owned(),
-        env.get("ISSUER_URL").to_owned(),
-    );
-    let blob = work.join(format!("{}.txt", text.len()));
-    std::fs::write(&blob, text).unwrap();
-    let services = Services {
-        fulcio: env.get("FULCIO_URL").to_owned(),
-        rekor: env.get("REKOR_URL").to_owned(),
-        timestamp: env.get("TSA_URL").to_owned(),
-    };
-    let bundle = cosign
-        .sign(env.path("TRUSTED_ROOT"), &services, &blob)
-        .await;
-    (cosign, blob, bundle)
+    stacks::config_map(client, ns, &format!("{stack}-{log}-config")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,7 +25,7 @@ pub const ATTEMPT_ANNOTATION: &str = "scaffolding.sigstore.dev/attempt";
 pub const MANAGED_BY: &str = "sigstore-operator";
 
 /// The stack an object belongs to.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Owner {
     /// The stack's name.
     pub name: String,

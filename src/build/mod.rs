@@ -25,10 +25,9 @@ use sha2::{Digest, Sha256};
 
 use std::collections::BTreeMap;
 
-use crate::api::SigstoreStackSpec;
+use crate::{api::SigstoreStackSpec, component::Component};
 pub use images::Images;
 pub use meta::Owner;
-use stages::Stage;
 
 /// What the build step reads.
 #[derive(Clone, Debug)]
@@ -117,23 +116,15 @@ pub fn objects(inputs: &Inputs<'_>) -> Result<Vec<Object>, serde_yaml::Error> {
     let spec = inputs.spec;
     let mut out = Vec::new();
     out.extend(rbac::objects(&inputs.owner, spec));
-    if trillian::needed(spec) {
-        out.extend(trillian::objects(inputs));
-    }
-    if spec.rekor.enabled {
-        out.extend(rekor::objects(inputs));
-    }
-    if spec.ctlog.enabled {
-        out.extend(ctlog::objects(inputs));
-    }
-    if spec.fulcio.enabled {
-        out.extend(fulcio::objects(inputs)?);
-    }
-    if spec.tsa.enabled {
-        out.extend(tsa::objects(inputs));
-    }
-    if Stage::Tuf.enabled(spec) {
-        out.extend(tuf::objects(inputs));
+    for component in Component::ALL.into_iter().filter(|c| c.wanted(spec)) {
+        out.extend(match component {
+            Component::Trillian => trillian::objects(inputs),
+            Component::Rekor => rekor::objects(inputs),
+            Component::Ctlog => ctlog::objects(inputs),
+            Component::Fulcio => fulcio::objects(inputs)?,
+            Component::Tsa => tsa::objects(inputs),
+            Component::Tuf => tuf::objects(inputs),
+        });
     }
     if let Some(published) = &inputs.trust_root {
         let owner = &inputs.owner;

@@ -91,16 +91,10 @@ impl Stage {
         }
     }
 
-    /// Whether `spec` needs this stage.
+    /// Whether `spec` needs this stage: whether it wants the stage's
+    /// component.
     pub fn enabled(self, spec: &SigstoreStackSpec) -> bool {
-        match self {
-            Self::Certs => spec.fulcio.enabled,
-            Self::RekorKey | Self::RekorTree => spec.rekor.enabled,
-            Self::CtlogTree | Self::CtConfig => spec.ctlog.enabled,
-            Self::TsaChain => spec.tsa.enabled,
-            // A repository of nothing serves no one.
-            Self::Tuf => spec.tuf.enabled && crate::trust_root::wanted(spec),
-        }
+        crate::component::Component::of(self).wanted(spec)
     }
 
     /// The objects the stage writes; the operator creates them empty.

@@ -1,5 +1,6 @@
 //! The `SigstoreStack` controller: watch, reconcile, report.
 
+pub mod decide;
 mod http_probe;
 pub mod observe;
 pub mod plan;

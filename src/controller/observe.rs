@@ -8,7 +8,7 @@ use k8s_openapi::{
     api::{
         apps::v1::Deployment,
         batch::v1::Job,
-        core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount},
+        core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount},
         rbac::v1::{Role, RoleBinding},
     },
     jiff::Timestamp,
@@ -271,6 +271,8 @@ pub struct Observed {
     pub jobs: Vec<JobView>,
     /// The TUF repository, once its ConfigMap exists.
     pub tuf: Option<TufView>,
+    /// PersistentVolumeClaims by name.
+    pub claims: BTreeSet<String>,
 }
 
 impl Observed {
@@ -371,6 +373,11 @@ pub async fn observe(client: &Client, namespace: &str, stack: &str) -> Result<Ob
         "RoleBinding",
         &list::<RoleBinding>(client, namespace, &selector).await?,
     );
+    observed.claims = list::<PersistentVolumeClaim>(client, namespace, &selector)
+        .await?
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
     if observed
         .jobs
         .iter()

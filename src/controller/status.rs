@@ -13,10 +13,11 @@ use crate::{
         ConfigMapKeyReference, FulcioStatus, LogStatus, Phase, SigstoreStack, SigstoreStackSpec,
         SigstoreStackStatus, TrillianStatus, TsaStatus, TufStatus,
     },
-    build::{self, Owner, stages::Stage, trillian},
+    build::{self, Owner, Placeholder, stages::Stage, trillian},
+    component::Component,
     conditions::{self, Desired, READY, Status},
     names::{self, Log},
-    validate::validate_stack,
+    validate::FieldError,
 };
 
 /// Reason of `Ready=False` while the stack comes up.
@@ -70,34 +71,16 @@ fn trust_condition(owner: &Owner, trust: &Result<Published, NotPublished>) -> De
     }
 }
 
-/// A component's availability condition and the Deployments behind it.
-pub fn components(owner: &Owner, spec: &SigstoreStackSpec) -> Vec<(&'static str, Vec<String>)> {
-    let mut out = Vec::new();
-    if trillian::needed(spec) {
-        let mut parts = Vec::new();
-        if trillian::embedded(spec) {
-            parts.push(names::TRILLIAN_DB);
-        }
-        parts.extend([names::TRILLIAN_LOG_SERVER, names::TRILLIAN_LOG_SIGNER]);
-        out.push(("TrillianAvailable", parts));
-    }
-    if spec.rekor.enabled {
-        out.push(("RekorAvailable", vec![names::REKOR_REDIS, names::REKOR]));
-    }
-    if spec.ctlog.enabled {
-        out.push(("CTLogAvailable", vec![names::CTLOG]));
-    }
-    if spec.fulcio.enabled {
-        out.push(("FulcioAvailable", vec![names::FULCIO]));
-    }
-    if spec.tsa.enabled {
-        out.push(("TSAAvailable", vec![names::TSA]));
-    }
-    if Stage::Tuf.enabled(spec) {
-        out.push(("TUFAvailable", vec![names::TUF]));
-    }
-    out.into_iter()
-        .map(|(c, parts)| (c, parts.into_iter().map(|p| owner.name_of(p)).collect()))
+/// Each wanted component's availability condition and the Deployments
+/// behind it.
+pub fn components(owner: &Owner, spec: &SigstoreStackSpec) -> Vec<(Component, Vec<String>)> {
+    Component::ALL
+        .into_iter()
+        .filter(|c| c.wanted(spec))
+        .map(|c| {
+            let parts = c.deployments(spec).into_iter();
+            (c, parts.map(|p| owner.name_of(p)).collect())
+        })
         .collect()
 }
 
@@ -131,61 +114,60 @@ fn component_condition(
     }
 }
 
-/// Computes the status `stack` should carry at `now`. `facts` is `None`
-/// when the spec is invalid. Existing transition times are kept, so an
-/// unchanged stack yields an identical status and no write.
-pub fn desired(
-    stack: &SigstoreStack,
-    facts: Option<&Facts<'_>>,
-    now: &Time,
-) -> SigstoreStackStatus {
+/// The status of a stack whose spec cannot be acted on: `Ready` says why,
+/// naming each field; every other condition stays as it was, so fixing the
+/// spec loses nothing.
+pub fn invalid(stack: &SigstoreStack, errors: &[FieldError], now: &Time) -> SigstoreStackStatus {
     let current = stack.status.as_ref();
     let existing = current.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let generation = stack.metadata.generation;
-    let errors = validate_stack(
-        &stack.metadata.name.clone().unwrap_or_default(),
-        &stack.spec,
-    );
-    let (Some(facts), true) = (facts, errors.is_empty()) else {
-        let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        let ready = Desired {
-            type_: READY,
-            status: Status::False,
-            reason: REASON_INVALID_SPEC,
-            message: format!("The spec cannot be acted on: {}", listed.join("; ")),
-        };
-        // Keep what was reported before, so fixing the spec loses nothing.
-        let mut kept: Vec<Condition> = existing
-            .iter()
-            .filter(|c| c.type_ != READY)
-            .cloned()
-            .collect();
-        let mut conditions = conditions::merge(existing, &[ready], generation, now);
-        conditions.append(&mut kept);
-        return SigstoreStackStatus {
-            observed_generation: generation,
-            phase: Some(Phase::Invalid),
-            conditions,
-            ..current.cloned().unwrap_or_default()
-        };
+    let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let ready = Desired {
+        type_: READY,
+        status: Status::False,
+        reason: REASON_INVALID_SPEC,
+        message: format!("The spec cannot be acted on: {}", listed.join("; ")),
     };
+    let mut kept: Vec<Condition> = existing
+        .iter()
+        .filter(|c| c.type_ != READY)
+        .cloned()
+        .collect();
+    let mut conditions = conditions::merge(existing, &[ready], generation, now);
+    conditions.append(&mut kept);
+    SigstoreStackStatus {
+        observed_generation: generation,
+        phase: Some(Phase::Invalid),
+        conditions,
+        ..current.cloned().unwrap_or_default()
+    }
+}
+
+/// Computes the status a valid `stack` should carry at `now`. Existing
+/// transition times are kept, so an unchanged stack yields an identical
+/// status and no write.
+pub fn desired(stack: &SigstoreStack, facts: &Facts<'_>, now: &Time) -> SigstoreStackStatus {
+    let current = stack.status.as_ref();
+    let existing = current.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let generation = stack.metadata.generation;
     let spec = &stack.spec;
     let mut wanted: Vec<Desired> = facts.plans.iter().map(|p| p.condition.clone()).collect();
     if super::trust::wanted(spec) {
         wanted.push(trust_condition(facts.owner, facts.trust));
     }
-    for (type_, deployments) in components(facts.owner, spec) {
-        let log = match type_ {
-            "RekorAvailable" => Some(Log::Rekor),
-            "CTLogAvailable" => Some(Log::Ctlog),
-            _ => None,
+    for (component, deployments) in components(facts.owner, spec) {
+        let type_ = component.condition();
+        let log = match component {
+            Component::Rekor => Some(Log::Rekor),
+            Component::Ctlog => Some(Log::Ctlog),
+            Component::Trillian | Component::Fulcio | Component::Tsa | Component::Tuf => None,
         };
         // A log whose tree is lost is unavailable, whatever its Pods say.
         let lost =
             log.and_then(|l| super::trees::unavailable(facts.owner, l, facts.observed, facts.logs));
         // Fulcio runs, but would refuse every cluster token.
         let lost = lost.or_else(|| {
-            (type_ == "FulcioAvailable")
+            (component == Component::Fulcio)
                 .then_some(facts.fulcio_problem)
                 .flatten()
                 .map(|p| (crate::fulcio_config::JWKS_HOST_MISMATCH, p.to_owned()))
@@ -242,6 +224,8 @@ pub fn desired(
     };
     let mut all = vec![ready];
     all.append(&mut wanted);
+    // Said after Ready is decided: a component that is off is not waited for.
+    all.extend(disabled(facts.owner, spec, facts.observed));
     SigstoreStackStatus {
         observed_generation: generation,
         phase: Some(phase),
@@ -286,6 +270,83 @@ pub fn desired(
             }),
         }),
     }
+}
+
+/// Reason of a component's condition while the spec turns it off.
+pub const REASON_DISABLED: &str = "Disabled";
+
+/// A condition for each component the spec turns off that left something
+/// behind: what was removed and what is kept for when it comes back. A
+/// component never enabled has nothing to say.
+fn disabled(owner: &Owner, spec: &SigstoreStackSpec, observed: &Observed) -> Vec<Desired> {
+    let stack = &owner.name;
+    Component::ALL
+        .into_iter()
+        .filter(|c| !c.wanted(spec))
+        .filter_map(|c| {
+            let outputs = c.stages().flat_map(|s| s.outputs(stack));
+            let mut kept: Vec<String> = outputs
+                .filter_map(|o| match o {
+                    Placeholder::Secret(n) => observed
+                        .secrets
+                        .contains_key(&n)
+                        .then(|| format!("Secret {n}")),
+                    Placeholder::ConfigMap(n) => (observed.config_maps.contains_key(&n)
+                        || (n == names::tuf_repository(stack) && observed.tuf.is_some()))
+                    .then(|| format!("ConfigMap {n}")),
+                })
+                .collect();
+            if c == Component::Trillian {
+                let db = owner.name_of(names::TRILLIAN_DB);
+                if observed.secrets.contains_key(&db) {
+                    kept.push(format!("Secret {db} (the database's credentials)"));
+                }
+                if observed.claims.contains(&db) {
+                    kept.push(format!("PersistentVolumeClaim {db} (the trees)"));
+                }
+            }
+            let parts: Vec<String> = c
+                .deployments(spec)
+                .into_iter()
+                .map(|p| owner.name_of(p))
+                .collect();
+            let running: Vec<&String> = parts
+                .iter()
+                .filter(|d| observed.deployments.contains_key(*d))
+                .collect();
+            if kept.is_empty() && running.is_empty() {
+                return None;
+            }
+            let mut message = if running.is_empty() {
+                format!(
+                    "Off: {}. Its Deployments and Services are removed.",
+                    c.switched_off(spec)
+                )
+            } else {
+                format!(
+                    "Off: {}. Removing Deployment {} and its Services.",
+                    c.switched_off(spec),
+                    running
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            if !kept.is_empty() {
+                message.push_str(&format!(
+                    " Kept for when it is enabled again: {}.",
+                    kept.join(", ")
+                ));
+            }
+            Some(Desired {
+                type_: c.condition(),
+                status: Status::False,
+                reason: REASON_DISABLED,
+                message,
+            })
+        })
+        .collect()
 }
 
 /// Where `key` of the trust root ConfigMap is, once it is published.
@@ -395,6 +456,13 @@ pub fn notices(old: Option<&SigstoreStackStatus>, new: &SigstoreStackStatus) -> 
                         action: c.type_.clone(),
                     })
                 }
+                // Turned off on purpose: said once, with what is kept.
+                _ if c.reason == REASON_DISABLED => Some(Notice {
+                    warning: false,
+                    reason: format!("{component}Disabled"),
+                    note,
+                    action: c.type_.clone(),
+                }),
                 (Some("True"), _) => Some(Notice {
                     warning: true,
                     reason: format!("{component}Unavailable"),
@@ -423,52 +491,31 @@ mod tests {
     use super::*;
     use crate::{api::SigstoreStackSpec, build::tests::owner, controller::observe::Availability};
 
-    fn at(secs: i64) -> Time {
-        Time(Timestamp::from_second(secs).unwrap())
-    }
-
     fn stack(generation: i64) -> SigstoreStack {
         let mut s = SigstoreStack::new("demo", SigstoreStackSpec::default());
+        s.metadata.namespace = Some(owner().namespace);
+        s.metadata.uid = Some(owner().uid);
         s.metadata.generation = Some(generation);
         s
     }
 
-    fn plans(stack: &SigstoreStack, observed: &Observed) -> Vec<StagePlan> {
-        plan::enabled_stages(&stack.spec)
-            .into_iter()
-            .map(|s| {
-                plan::plan(
-                    s,
-                    plan::state(s, &owner(), &stack.spec, observed),
-                    &[],
-                    "h",
-                    Timestamp::from_second(0).unwrap(),
-                    std::time::Duration::from_secs(10),
-                )
-            })
-            .collect()
-    }
-
+    /// The status one whole pass decides for `stack` at `now`.
     fn status_of(stack: &SigstoreStack, observed: &Observed, now: i64) -> SigstoreStackStatus {
-        let o = owner();
-        let p = plans(stack, observed);
-        let trust = crate::controller::trust::publish(
-            &o,
-            &stack.spec,
-            observed,
-            |s| plan::done(s, &o, &stack.spec, observed).0,
-            Some("https://issuer"),
-            Timestamp::from_second(100).unwrap(),
-        );
-        let facts = Facts {
-            owner: &o,
-            observed,
-            plans: &p,
-            trust: &trust,
-            logs: &Default::default(),
-            fulcio_problem: None,
+        let seen = crate::controller::decide::Seen {
+            observed: observed.clone(),
+            cluster_oidc: Some(crate::fulcio_config::ClusterOidc {
+                issuer: "https://issuer".into(),
+                jwks_uri: None,
+            }),
+            ..Default::default()
         };
-        desired(stack, Some(&facts), &at(now))
+        let options = crate::controller::decide::tests::options();
+        let at = Timestamp::from_second(now).unwrap();
+        let decision = crate::controller::decide::decide(stack, &seen, &options, at).unwrap();
+        decision
+            .status
+            .or_else(|| stack.status.clone())
+            .expect("a status")
     }
 
     #[test]
@@ -581,7 +628,7 @@ mod tests {
         let mut s = stack(3);
         s.status = Some(status_of(&s, &Observed::default(), 1));
         s.spec.ctlog.prefix = "no/slashes".into();
-        let status = desired(&s, None, &at(5));
+        let status = status_of(&s, &Observed::default(), 5);
         assert_eq!(status.phase, Some(Phase::Invalid));
         let ready = conditions::find(&status.conditions, READY).unwrap();
         assert_eq!(ready.reason, REASON_INVALID_SPEC);

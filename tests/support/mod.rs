@@ -20,6 +20,7 @@ pub mod placement;
 pub mod procs;
 pub mod registry;
 pub mod servers;
+pub mod stacks;
 pub mod trillian;
 pub mod tuf;
 

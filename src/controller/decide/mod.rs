@@ -1,0 +1,446 @@
+//! One pass's decision, pure: what the read step saw in; every write, the
+//! status, the Events and when to look again out. `reconcile.rs` reads,
+//! calls [`decide`], applies what it says and reports.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
+
+use k8s_openapi::{
+    api::{
+        batch::v1::Job,
+        core::v1::{ConfigMap, PersistentVolumeClaim, Secret},
+    },
+    apimachinery::pkg::apis::meta::v1::Time,
+    jiff::{Timestamp, Unit},
+};
+use kube::ResourceExt;
+use serde_json::json;
+
+use super::{
+    Options,
+    observe::{JobView, Observed},
+    plan::{self, StagePlan},
+    status::{self, Notice},
+    trees, trust,
+};
+use crate::{
+    Error, Result,
+    api::{SigstoreStack, SigstoreStackSpec, SigstoreStackStatus},
+    build::{self, Inputs, Object, Owner, Placeholder, stages, trillian},
+    component::Component,
+    fulcio_config::{self, ClusterOidc},
+    names::{self, Log},
+    validate::validate_stack,
+};
+
+/// What the read step learnt: the stack's objects, and what Trillian, the
+/// logs and the API server said.
+#[derive(Clone, Debug, Default)]
+pub struct Seen {
+    /// What the stack owns.
+    pub observed: Observed,
+    /// What Trillian said of each recorded tree.
+    pub tree_probes: BTreeMap<Log, trees::Probe>,
+    /// What each available log's server said.
+    pub serving: BTreeMap<Log, trees::Serving>,
+    /// The cluster's service-account issuer, when Fulcio trusts it.
+    pub cluster_oidc: Option<ClusterOidc>,
+}
+
+/// Whether the read step must discover the cluster's service-account
+/// issuer for `spec`.
+pub fn needs_cluster_issuer(spec: &SigstoreStackSpec) -> bool {
+    spec.fulcio.enabled && spec.fulcio.trust_cluster_issuer
+}
+
+/// A lost tree to unrecord, so createtree makes a new one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TreeReset {
+    /// The log.
+    pub log: Log,
+    /// The lost tree.
+    pub tree_id: i64,
+    /// The log's ConfigMap.
+    pub config_map: String,
+    /// The merge patch for it.
+    pub patch: serde_json::Value,
+}
+
+/// An object to create unless it exists; never changed once it does.
+#[derive(Clone, Debug, PartialEq)]
+// A few per new stack, none once it settled; boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Create {
+    /// An empty stage output.
+    ConfigMap(ConfigMap),
+    /// An empty stage output.
+    Secret(Secret),
+    /// The embedded database's claim.
+    Claim(PersistentVolumeClaim),
+    /// The embedded database's credentials for this stack: the passwords
+    /// are made when the Secret is written, never held in a decision.
+    DatabaseCredentials(Owner),
+}
+
+/// An object the operator applied before that the spec no longer wants.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Removal {
+    /// Its kind.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// Everything one pass does, in the order it is done.
+#[derive(Clone, Debug, Default)]
+pub struct Decision {
+    /// Lost trees to unrecord.
+    pub tree_resets: Vec<TreeReset>,
+    /// Objects to create once.
+    pub create: Vec<Create>,
+    /// Objects whose content changed, with the hash to record on them.
+    pub apply: Vec<(Object, String)>,
+    /// Objects to delete.
+    pub delete: Vec<Removal>,
+    /// Stage Jobs to delete (superseded, or of a stage the spec turned
+    /// off).
+    pub delete_jobs: Vec<String>,
+    /// Stage Jobs to start.
+    pub create_jobs: Vec<Job>,
+    /// The status to write, when it differs from the stack's.
+    pub status: Option<SigstoreStackStatus>,
+    /// Events to publish once the status is written.
+    pub events: Vec<Notice>,
+    /// Look again after this long; `None` waits for a change.
+    pub requeue: Option<Duration>,
+}
+
+/// Decides one pass over `stack` at `now` from what was `seen`.
+pub fn decide(
+    stack: &SigstoreStack,
+    seen: &Seen,
+    options: &Options,
+    now: Timestamp,
+) -> Result<Decision> {
+    let missing = |field| Error::MissingField {
+        kind: "SigstoreStack",
+        field,
+    };
+    let owner = Owner {
+        name: stack.name_any(),
+        namespace: stack.namespace().ok_or(missing("metadata.namespace"))?,
+        uid: stack.uid().ok_or(missing("metadata.uid"))?,
+    };
+    let time = Time(now.round(Unit::Second).unwrap_or(now));
+    let errors = validate_stack(&owner.name, &stack.spec);
+    if !errors.is_empty() {
+        // Nothing is created or removed for a spec that cannot be acted on.
+        let desired = status::invalid(stack, &errors, &time);
+        return Ok(Decision {
+            events: changed(stack, &desired),
+            status: status::needs_write(stack, &desired).then_some(desired),
+            ..Decision::default()
+        });
+    }
+    let spec = &stack.spec;
+    let mut observed = seen.observed.clone();
+    let mut logs = trees::LogHealth {
+        probes: seen.tree_probes.clone(),
+        serving: seen.serving.clone(),
+        ..trees::LogHealth::default()
+    };
+    logs.losses = trees::losses(&owner, spec, stack.annotations(), &observed, &logs.probes);
+    let tree_resets = reset_lost_trees(&owner, &logs.losses, &mut observed);
+    let create = creations(&owner, spec, &observed);
+
+    let fulcio_problem = seen
+        .cluster_oidc
+        .as_ref()
+        .and_then(fulcio_config::jwks_problem);
+    let cluster_issuer = seen.cluster_oidc.as_ref().map(|o| o.issuer.as_str());
+    let trust = trust::publish(
+        &owner,
+        spec,
+        &observed,
+        |stage| plan::done(stage, &owner, spec, &observed).0,
+        cluster_issuer,
+        now,
+    );
+    let inputs = Inputs {
+        owner: owner.clone(),
+        spec,
+        images: build::Images::for_spec(spec, &options.jobs.image, &options.jobs.source),
+        cluster_issuer,
+        ctlog_roots: ctlog_roots(&owner, &observed),
+        trust_root: trust.as_ref().ok().cloned(),
+        healed_trees: [Log::Rekor, Log::Ctlog]
+            .into_iter()
+            .filter_map(|log| Some((log, trees::healed_tree(&owner, log, &observed)?)))
+            .collect(),
+        lost_trees: trees::lost(&owner, &observed),
+    };
+    let objects = build::objects(&inputs)?;
+    // The stages are decided on the trust root this pass publishes, so the
+    // TUF repository is not called current against the one it replaces.
+    if let Ok(published) = &trust {
+        observed
+            .config_maps
+            .insert(owner.name_of(names::TRUST_ROOT), published.data());
+    }
+    let delete = removals(&owner, &objects, &observed);
+    let apply = changes(objects, &observed);
+
+    let (plans, create_jobs) = stage_jobs(&owner, stack, &observed, options, now);
+    let mut delete_jobs: Vec<String> = plans.iter().flat_map(|p| p.delete.clone()).collect();
+    // A stage the spec turned off runs no more.
+    delete_jobs.extend(
+        observed
+            .jobs
+            .iter()
+            .filter(|j| !j.stage.enabled(spec))
+            .map(|j| j.name.clone()),
+    );
+
+    let facts = status::Facts {
+        owner: &owner,
+        observed: &observed,
+        plans: &plans,
+        trust: &trust,
+        logs: &logs,
+        fulcio_problem: fulcio_problem.as_deref(),
+    };
+    let desired = status::desired(stack, &facts, &time);
+    let mut events = changed(stack, &desired);
+    events.extend(removal_notice(spec, &delete));
+    let requeue = plans
+        .iter()
+        .filter_map(|p| p.requeue)
+        .chain(trees::requeue(&logs))
+        .min()
+        .unwrap_or(super::RESYNC);
+    Ok(Decision {
+        tree_resets,
+        create,
+        apply,
+        delete,
+        delete_jobs,
+        create_jobs,
+        status: status::needs_write(stack, &desired).then_some(desired),
+        events,
+        requeue: Some(requeue),
+    })
+}
+
+/// The Events for moving from the stack's status to `desired`.
+fn changed(stack: &SigstoreStack, desired: &SigstoreStackStatus) -> Vec<Notice> {
+    if status::needs_write(stack, desired) {
+        status::notices(stack.status.as_ref(), desired)
+    } else {
+        Vec::new()
+    }
+}
+
+/// Unrecords each tree to replace in `observed`, and the patches that do
+/// the same to the log's ConfigMap (which restarts the log onto the new
+/// tree once it is recorded).
+fn reset_lost_trees(
+    owner: &Owner,
+    losses: &[trees::Loss],
+    observed: &mut Observed,
+) -> Vec<TreeReset> {
+    losses
+        .iter()
+        .filter(|l| l.replace)
+        .map(|loss| {
+            let name = names::log_config(&owner.name, loss.log);
+            let mut data = observed.config_maps.get(&name).cloned().unwrap_or_default();
+            trees::forget(&mut data, loss);
+            let patch = json!({"data": {
+                names::TREE_ID_KEY: null,
+                trees::REPLACED_KEY: data.get(trees::REPLACED_KEY),
+            }});
+            observed.config_maps.insert(name.clone(), data);
+            TreeReset {
+                log: loss.log,
+                tree_id: loss.tree_id,
+                config_map: name,
+                patch,
+            }
+        })
+        .collect()
+}
+
+/// Each missing stage output (empty), the database's claim and its
+/// credentials, when the spec wants them and they do not exist.
+fn creations(owner: &Owner, spec: &SigstoreStackSpec, observed: &Observed) -> Vec<Create> {
+    let mut out = Vec::new();
+    for stage in plan::enabled_stages(spec) {
+        for output in stage.outputs(&owner.name) {
+            let meta = |name: &str| owner.meta(name.to_owned(), stage.component());
+            match &output {
+                Placeholder::ConfigMap(name)
+                    if observed.applied_hash("ConfigMap", name).is_none() =>
+                {
+                    out.push(Create::ConfigMap(ConfigMap {
+                        metadata: meta(name),
+                        ..ConfigMap::default()
+                    }));
+                }
+                Placeholder::Secret(name) if !observed.secrets.contains_key(name) => {
+                    out.push(Create::Secret(Secret {
+                        metadata: meta(name),
+                        type_: Some("Opaque".into()),
+                        ..Secret::default()
+                    }));
+                }
+                _ => {}
+            }
+        }
+    }
+    let db = owner.name_of(names::TRILLIAN_DB);
+    if Component::Trillian.wanted(spec) {
+        if let Some(claim) = trillian::database_claim(owner, spec)
+            && !observed.claims.contains(&db)
+        {
+            out.push(Create::Claim(claim));
+        }
+        if trillian::embedded(spec) && !observed.secrets.contains_key(&db) {
+            out.push(Create::DatabaseCredentials(owner.clone()));
+        }
+    }
+    out
+}
+
+/// The `fulcio-N` keys of the CT log's Secret, in numeric order.
+fn ctlog_roots(owner: &Owner, observed: &Observed) -> Vec<String> {
+    let mut roots: Vec<(u32, String)> = observed
+        .secrets
+        .get(&names::ctlog_secret(&owner.name))
+        .map(|s| {
+            s.keys
+                .iter()
+                .filter_map(|k| Some((k.strip_prefix("fulcio-")?.parse().ok()?, k.clone())))
+                .collect()
+        })
+        .unwrap_or_default();
+    roots.sort();
+    roots.into_iter().map(|(_, k)| k).collect()
+}
+
+/// The objects whose content differs from what was last applied.
+fn changes(objects: Vec<Object>, observed: &Observed) -> Vec<(Object, String)> {
+    objects
+        .into_iter()
+        .filter_map(|object| {
+            let hash = build::content_hash(&object);
+            let same = observed.applied_hash(object.kind(), object.name()) == Some(Some(&hash));
+            (!same).then_some((object, hash))
+        })
+        .collect()
+}
+
+/// What the operator applied before (it carries the applied hash) that
+/// `objects` no longer holds. Stage outputs carry no hash and are never
+/// removed: they are key material and records, and re-enabling a component
+/// brings them back unchanged. The trust root is kept too: while it cannot
+/// be rebuilt it is still what clients verify against.
+fn removals(owner: &Owner, objects: &[Object], observed: &Observed) -> Vec<Removal> {
+    let wanted: BTreeSet<(&str, &str)> = objects.iter().map(|o| (o.kind(), o.name())).collect();
+    let trust_root = owner.name_of(names::TRUST_ROOT);
+    observed
+        .applied
+        .iter()
+        .filter(|((kind, name), hash)| {
+            hash.is_some()
+                && !wanted.contains(&(kind.as_str(), name.as_str()))
+                && !(kind == "ConfigMap" && *name == trust_root)
+        })
+        .map(|((kind, name), _)| Removal {
+            kind: kind.clone(),
+            name: name.clone(),
+        })
+        .collect()
+}
+
+/// The Event saying what was removed, and why.
+fn removal_notice(spec: &SigstoreStackSpec, removed: &[Removal]) -> Option<Notice> {
+    if removed.is_empty() {
+        return None;
+    }
+    let listed: Vec<String> = removed
+        .iter()
+        .map(|r| format!("{} {}", r.kind, r.name))
+        .collect();
+    let off: Vec<&str> = Component::ALL
+        .into_iter()
+        .filter(|c| !c.wanted(spec))
+        .map(|c| c.switched_off(spec))
+        .collect();
+    let why = if off.is_empty() {
+        "the spec no longer asks for them".to_owned()
+    } else {
+        off.join("; ")
+    };
+    Some(Notice {
+        warning: false,
+        reason: "Removed".into(),
+        note: format!(
+            "Deleted {} ({why}); key material is kept.",
+            listed.join(", ")
+        ),
+        // Events of one action and reason fold into one series that keeps
+        // the first note: each set of removals gets its own.
+        action: format!("Remove {}", listed.join(","))
+            .chars()
+            .take(128)
+            .collect(),
+    })
+}
+
+/// The decision for every enabled stage, and the Jobs to start. Each
+/// stage's Pod template is built once, for its hash and its Job.
+fn stage_jobs(
+    owner: &Owner,
+    stack: &SigstoreStack,
+    observed: &Observed,
+    options: &Options,
+    now: Timestamp,
+) -> (Vec<StagePlan>, Vec<Job>) {
+    let spec = &stack.spec;
+    let mut jobs = Vec::new();
+    let plans = plan::enabled_stages(spec)
+        .into_iter()
+        .map(|stage| {
+            let template = stages::template(owner, spec, stage, &options.jobs);
+            // A spec change (which may be the fix a failing stage needs)
+            // starts again from attempt 1, at once.
+            let hash = build::content_hash(&(&template, stack.metadata.generation));
+            let own: Vec<&JobView> = observed.jobs.iter().filter(|j| j.stage == stage).collect();
+            let p = plan::plan(
+                stage,
+                plan::state(stage, owner, spec, observed),
+                &own,
+                &hash,
+                now,
+                options.stage_retry_base,
+            );
+            if let Some(attempt) = p.create {
+                jobs.push(stages::job(
+                    owner,
+                    stage,
+                    template,
+                    &hash,
+                    attempt,
+                    &options.jobs,
+                ));
+            }
+            p
+        })
+        .collect();
+    (plans, jobs)
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
