@@ -1,6 +1,7 @@
 //! The `SigstoreStack` controller: watch, reconcile, report.
 
 pub mod decide;
+pub mod events;
 mod http_probe;
 pub mod observe;
 pub mod plan;

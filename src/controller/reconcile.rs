@@ -29,7 +29,7 @@ use serde_json::json;
 use super::{
     Context,
     decide::{self, Create, Decision, Removal, Seen},
-    observe, status, trees,
+    events, observe, trees,
 };
 use crate::{
     Error, FIELD_MANAGER, Result,
@@ -377,7 +377,7 @@ async fn report(
 
 /// Records a status change as an Event on the stack. A failure is logged,
 /// not fatal: the status already says the same.
-async fn publish(ctx: &Context, stack: &SigstoreStack, notice: &status::Notice) {
+async fn publish(ctx: &Context, stack: &SigstoreStack, notice: &events::Notice) {
     let event = Event {
         type_: if notice.warning {
             EventType::Warning

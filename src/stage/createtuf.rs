@@ -23,8 +23,8 @@ use tokio::time::Instant;
 
 use super::{StageContext, StageError, secrets, wait_for};
 use crate::{
-    controller::trust::{SIGNING_CONFIG_KEY, TRUSTED_ROOT_KEY},
     names,
+    trust_root::{SIGNING_CONFIG_KEY, TRUSTED_ROOT_KEY},
     tuf::{
         self, Expiry, INPUTS_ANNOTATION, RESIGN_AT_ANNOTATION,
         keys::{self as tuf_keys, KeySet},

@@ -20,10 +20,10 @@ use serde_json::json;
 
 use super::{
     Options,
+    events::{self, Notice},
     observe::{JobView, Observed},
     plan::{self, StagePlan},
-    status::{self, Notice},
-    trees, trust,
+    status, trees, trust,
 };
 use crate::{
     Error, Result,
@@ -236,7 +236,7 @@ pub fn decide(
 /// The Events for moving from the stack's status to `desired`.
 fn changed(stack: &SigstoreStack, desired: &SigstoreStackStatus) -> Vec<Notice> {
     if status::needs_write(stack, desired) {
-        status::notices(stack.status.as_ref(), desired)
+        events::notices(stack.status.as_ref(), desired)
     } else {
         Vec::new()
     }

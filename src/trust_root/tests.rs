@@ -1,0 +1,182 @@
+//! Unit tests of `trust_root`.
+
+use super::*;
+use crate::{
+    api::KeyAlgorithm,
+    keys::PrivateKey,
+    stage::{createcertchain, createcerts, secrets},
+};
+
+fn at(secs: i64) -> Timestamp {
+    Timestamp::from_second(secs).unwrap()
+}
+
+pub(crate) fn material() -> Material {
+    let ca = createcerts::generate(
+        &createcerts::CaSpec {
+            common_name: "CA".into(),
+            organization: "Org".into(),
+            validity: std::time::Duration::from_secs(3600 * 24),
+            algorithm: KeyAlgorithm::EcdsaP256,
+        },
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let tsa = createcertchain::generate(time::OffsetDateTime::now_utc()).unwrap();
+    let key = || {
+        PrivateKey::generate(KeyAlgorithm::EcdsaP256)
+            .unwrap()
+            .public_pem()
+    };
+    Material {
+        fulcio: Some((ca.cert, "http://f".into())),
+        rekor: Some((key(), "http://r".into())),
+        ctlog: Some((key(), "http://c/p".into())),
+        tsa: Some((
+            secrets::text(&tsa, "cert-chain").unwrap().to_owned(),
+            "http://t".into(),
+        )),
+    }
+}
+
+#[test]
+fn log_ids_are_the_sha256_of_the_der_key_and_json_is_proto_json() {
+    let m = material();
+    let root = trusted_root(None, &m, at(1_000_000)).unwrap();
+    let rekor = &root.tlogs[0];
+    let der = rekor
+        .public_key
+        .as_ref()
+        .unwrap()
+        .raw_bytes
+        .clone()
+        .unwrap();
+    assert_eq!(
+        rekor.log_id.as_ref().unwrap().key_id,
+        Sha256::digest(&der).to_vec()
+    );
+    let json: serde_json::Value = serde_json::to_value(&root).unwrap();
+    assert_eq!(json["mediaType"], TRUSTED_ROOT_MEDIA_TYPE);
+    assert_eq!(json["tlogs"][0]["hashAlgorithm"], "SHA2_256");
+    assert_eq!(
+        json["tlogs"][0]["publicKey"]["keyDetails"],
+        "PKIX_ECDSA_P256_SHA_256"
+    );
+    assert_eq!(json["ctlogs"][0]["baseUrl"], "http://c/p");
+    assert_eq!(
+        json["certificateAuthorities"][0]["subject"]["commonName"],
+        "CA"
+    );
+    assert_eq!(
+        json["timestampAuthorities"][0]["certChain"]["certificates"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(
+        json["tlogs"][0]["publicKey"]["validFor"]["start"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    // And it reads back as the same message.
+    let back: TrustedRoot = serde_json::from_value(json).unwrap();
+    assert_eq!(back, root);
+}
+
+#[test]
+fn the_trust_config_holds_the_trusted_root_and_signing_config() {
+    let root = trusted_root(None, &material(), at(1_000_000)).unwrap();
+    let config = signing_config(&root, Some("https://issuer"));
+    let published = Published::of(&root, &config).unwrap();
+    let trust: serde_json::Value = serde_json::from_str(&published.trust_config).unwrap();
+    assert_eq!(trust["mediaType"], CLIENT_TRUST_CONFIG_MEDIA_TYPE);
+    let inner: serde_json::Value = serde_json::from_str(&published.trusted_root).unwrap();
+    assert_eq!(trust["trustedRoot"], inner);
+    let inner: serde_json::Value = serde_json::from_str(&published.signing_config).unwrap();
+    assert_eq!(trust["signingConfig"], inner);
+    assert_eq!(
+        trust["signingConfig"]["rekorTlogUrls"][0]["url"], "http://r",
+        "the signing config's own media type is kept inside"
+    );
+    assert_eq!(
+        published.data().keys().collect::<Vec<_>>(),
+        [SIGNING_CONFIG_KEY, TRUST_CONFIG_KEY, TRUSTED_ROOT_KEY]
+    );
+}
+
+#[test]
+fn unchanged_material_changes_nothing() {
+    let m = material();
+    let first = trusted_root(None, &m, at(1_000_000)).unwrap();
+    let again = trusted_root(Some(&first), &m, at(2_000_000)).unwrap();
+    assert_eq!(first, again);
+}
+
+#[test]
+fn a_new_key_closes_the_old_entry_and_adds_one() {
+    let m = material();
+    let first = trusted_root(None, &m, at(1_000_000)).unwrap();
+    let mut rotated = m.clone();
+    rotated.fulcio = material().fulcio;
+    let second = trusted_root(Some(&first), &rotated, at(2_000_000)).unwrap();
+    assert_eq!(second.certificate_authorities.len(), 2);
+    let old = second.certificate_authorities[0]
+        .valid_for
+        .as_ref()
+        .unwrap();
+    assert_eq!(old.end.as_ref().unwrap().seconds, 2_000_000);
+    assert!(
+        second.certificate_authorities[1]
+            .valid_for
+            .as_ref()
+            .unwrap()
+            .end
+            .is_none()
+    );
+    assert_eq!(second.tlogs, first.tlogs, "other entries untouched");
+    // Rotating back to the old CA adds a third entry, not a reopened one.
+    let third = trusted_root(Some(&second), &m, at(3_000_000)).unwrap();
+    assert_eq!(third.certificate_authorities.len(), 3);
+    let config = signing_config(&third, Some("https://issuer"));
+    assert_eq!(config.ca_urls.len(), 1, "only the open CA signs");
+    assert_eq!(config.tsa_urls[0].url, "http://t/api/v1/timestamp");
+    assert_eq!(config.oidc_urls[0].url, "https://issuer");
+}
+
+#[test]
+fn a_component_turned_off_is_closed_and_no_longer_signs() {
+    let m = material();
+    let first = trusted_root(None, &m, at(1_000_000)).unwrap();
+    let mut off = m.clone();
+    off.tsa = None;
+    let second = trusted_root(Some(&first), &off, at(2_000_000)).unwrap();
+    let tsa = &second.timestamp_authorities;
+    assert_eq!(tsa.len(), 1, "kept, so earlier timestamps verify");
+    let range = tsa[0].valid_for.as_ref().unwrap();
+    assert_eq!(range.end.as_ref().unwrap().seconds, 2_000_000);
+    assert_eq!(second.tlogs, first.tlogs, "other entries untouched");
+    let config = signing_config(&second, None);
+    assert!(config.tsa_urls.is_empty() && config.tsa_config.is_none());
+    assert_eq!(config.rekor_tlog_urls.len(), 1);
+    // Off again changes nothing; back on with the same chain opens a
+    // new entry beside the closed one.
+    assert_eq!(
+        trusted_root(Some(&second), &off, at(2_500_000)).unwrap(),
+        second
+    );
+    let third = trusted_root(Some(&second), &m, at(3_000_000)).unwrap();
+    assert_eq!(third.timestamp_authorities.len(), 2);
+    assert_eq!(signing_config(&third, None).tsa_urls.len(), 1);
+}
+
+#[test]
+fn bad_material_is_named() {
+    let mut m = material();
+    m.rekor = Some(("not a key".into(), "http://r".into()));
+    assert_eq!(
+        trusted_root(None, &m, at(0)).unwrap_err().to_string(),
+        "Rekor's public key is not a PEM public key"
+    );
+}
