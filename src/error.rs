@@ -59,7 +59,7 @@ pub enum Error {
     Stage(#[from] crate::stage::StageError),
     /// The cluster's service-account issuer could not be discovered.
     #[error("{0}")]
-    Discovery(#[from] crate::fulcio_config::DiscoveryError),
+    Discovery(#[from] crate::cluster_oidc::DiscoveryError),
     /// The metrics/health HTTP server failed.
     #[error("HTTP server on {addr} failed: {source}")]
     Http {

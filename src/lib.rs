@@ -6,7 +6,7 @@
 pub mod api;
 pub mod build;
 pub mod cli;
-pub mod component;
+pub mod cluster_oidc;
 pub mod conditions;
 pub mod controller;
 pub mod crd;
@@ -17,6 +17,7 @@ pub mod keys;
 pub mod metrics;
 pub mod names;
 pub mod retry;
+pub mod secret_data;
 pub mod shutdown;
 pub mod stage;
 pub mod telemetry;

@@ -484,7 +484,7 @@ async fn stages_feed_the_real_servers() {
     // Fulcio, with --ca=fileca on the certificate, encrypted key and password.
     let dir = mount(&format!("{}-fulcio", ns.name), &fulcio_ca);
     // The config the operator renders: the cluster's discovered issuer plus one from the spec.
-    let cluster_issuer = sigstore_operator::fulcio_config::discover_cluster_issuer(&client)
+    let cluster_issuer = sigstore_operator::cluster_oidc::discover_cluster_issuer(&client)
         .await
         .expect("issuer discovery")
         .issuer;

@@ -16,10 +16,11 @@ pub struct SigstoreStackStatus {
     /// A one-word summary of the conditions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
-    /// The stack's conditions: one per stage (`TreesCreated`,
-    /// `CertsCreated`, `CTConfigCreated`, ...), one per component's
-    /// availability, and `Ready`, True only when every enabled component is
-    /// available. Wait on it with `kubectl wait --for=condition=Ready`.
+    /// The stack's conditions: one per enabled stage (`CertsCreated`,
+    /// `RekorTreeCreated`, `CTConfigCreated`, ...), one per component's
+    /// availability (`Disabled` for one the spec turned off), and `Ready`,
+    /// True only when every enabled stage is done and every enabled
+    /// component available. Wait on it with `kubectl wait --for=condition=Ready`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -58,13 +59,12 @@ pub struct SigstoreStackStatus {
 /// A one-word summary of a stack's state.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
-    /// Accepted; waiting for its first stage to start.
-    Pending,
     /// Stages or workloads are still coming up.
     Progressing,
     /// Every enabled component is available.
     Ready,
-    /// Was ready, and a component is now unavailable.
+    /// Not ready, and a stage's last attempt failed (another follows; its
+    /// condition says why and when).
     Degraded,
     /// The spec cannot be acted on; the `Ready` condition says which field.
     Invalid,

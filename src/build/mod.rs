@@ -2,6 +2,7 @@
 //! in, the Kubernetes objects it should own out. No I/O, so every object
 //! is unit-tested without an API server.
 
+pub mod component;
 pub mod ctlog;
 pub mod fulcio;
 pub mod images;
@@ -25,7 +26,8 @@ use sha2::{Digest, Sha256};
 
 use std::collections::BTreeMap;
 
-use crate::{api::SigstoreStackSpec, component::Component};
+use crate::api::SigstoreStackSpec;
+use component::Component;
 pub use images::Images;
 pub use meta::Owner;
 

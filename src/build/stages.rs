@@ -94,7 +94,7 @@ impl Stage {
     /// Whether `spec` needs this stage: whether it wants the stage's
     /// component.
     pub fn enabled(self, spec: &SigstoreStackSpec) -> bool {
-        crate::component::Component::of(self).wanted(spec)
+        crate::build::component::Component::of(self).wanted(spec)
     }
 
     /// The objects the stage writes; the operator creates them empty.

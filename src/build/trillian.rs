@@ -35,7 +35,7 @@ pub const MYSQL_PORT: i32 = 3306;
 
 /// Whether any enabled log needs Trillian.
 pub fn needed(spec: &SigstoreStackSpec) -> bool {
-    crate::component::Component::Trillian.wanted(spec)
+    crate::build::component::Component::Trillian.wanted(spec)
 }
 
 /// How Trillian reaches its database.

@@ -83,7 +83,7 @@ pub fn notices(old: Option<&SigstoreStackStatus>, new: &SigstoreStackStatus) -> 
                 // A named problem is said once, whatever came before.
                 _ if [
                     super::trees::TREE_MISSING,
-                    crate::fulcio_config::JWKS_HOST_MISMATCH,
+                    crate::cluster_oidc::JWKS_HOST_MISMATCH,
                 ]
                 .contains(&c.reason.as_str()) =>
                 {

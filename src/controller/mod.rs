@@ -41,7 +41,7 @@ use crate::{
     Error, Result,
     api::SigstoreStack,
     build::{meta::MANAGED_BY, stages::JobSettings},
-    fulcio_config,
+    cluster_oidc,
     health::Readiness,
     metrics::Metrics,
 };
@@ -61,20 +61,20 @@ pub struct Context {
     /// How stages run.
     pub options: Options,
     /// The cluster's service-account issuer and keys, once discovered.
-    issuer: tokio::sync::Mutex<Option<fulcio_config::ClusterOidc>>,
+    issuer: tokio::sync::Mutex<Option<cluster_oidc::ClusterOidc>>,
 }
 
 impl Context {
     /// The cluster's service-account token issuer and keys, discovered
     /// once.
-    pub async fn cluster_issuer(&self) -> Result<fulcio_config::ClusterOidc> {
+    pub async fn cluster_issuer(&self) -> Result<cluster_oidc::ClusterOidc> {
         let mut cached = self.issuer.lock().await;
         if let Some(oidc) = cached.as_ref() {
             return Ok(oidc.clone());
         }
-        let oidc = fulcio_config::discover_cluster_issuer(&self.client).await?;
+        let oidc = cluster_oidc::discover_cluster_issuer(&self.client).await?;
         tracing::info!(issuer = %oidc.issuer, jwks_uri = ?oidc.jwks_uri, "discovered the cluster's service-account issuer");
-        if let Some(problem) = fulcio_config::jwks_problem(&oidc) {
+        if let Some(problem) = cluster_oidc::jwks_problem(&oidc) {
             tracing::warn!(%problem, "Fulcio cannot verify this cluster's tokens");
         }
         *cached = Some(oidc.clone());

@@ -34,8 +34,8 @@ use super::{
 use crate::{
     Error, FIELD_MANAGER, Result,
     api::{SigstoreStack, SigstoreStackSpec, SigstoreStackStatus},
+    build::component::Component,
     build::{Object, Owner, meta::HASH_ANNOTATION, trillian},
-    component::Component,
     keys,
     names::{self, Log, TRILLIAN_LOG_SERVER},
 };

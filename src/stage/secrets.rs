@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::{ByteString, api::core::v1::Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api,
     api::{ObjectMeta, Patch, PatchParams, PostParams},
@@ -11,21 +11,7 @@ use serde_json::json;
 
 use super::StageError;
 
-/// Secret data, by key.
-pub type Data = BTreeMap<String, ByteString>;
-
-/// A Secret's key as UTF-8 text.
-pub fn text<'a>(data: &'a Data, key: &str) -> Option<&'a str> {
-    data.get(key).and_then(|v| std::str::from_utf8(&v.0).ok())
-}
-
-/// Builds Secret data from text values.
-pub fn data<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> Data {
-    entries
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
-        .collect()
-}
+pub use crate::secret_data::{Data, data, text};
 
 /// What [`create_once`] found or did.
 pub enum Created {

@@ -14,7 +14,7 @@ use tough::{
 use zeroize::Zeroizing;
 
 use super::TufError;
-use crate::stage::secrets::{self, Data};
+use crate::secret_data::{self as secrets, Data};
 
 /// A top-level TUF role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -28,9 +28,9 @@ use super::{
 use crate::{
     Error, Result,
     api::{SigstoreStack, SigstoreStackSpec, SigstoreStackStatus},
+    build::component::Component,
     build::{self, Inputs, Object, Owner, Placeholder, stages, trillian},
-    component::Component,
-    fulcio_config::{self, ClusterOidc},
+    cluster_oidc::{self, ClusterOidc},
     names::{self, Log},
     validate::validate_stack,
 };
@@ -158,7 +158,7 @@ pub fn decide(
     let fulcio_problem = seen
         .cluster_oidc
         .as_ref()
-        .and_then(fulcio_config::jwks_problem);
+        .and_then(cluster_oidc::jwks_problem);
     let cluster_issuer = seen.cluster_oidc.as_ref().map(|o| o.issuer.as_str());
     let trust = trust::publish(
         &owner,

@@ -13,8 +13,8 @@ use crate::{
         ConfigMapKeyReference, FulcioStatus, LogStatus, Phase, SigstoreStack, SigstoreStackSpec,
         SigstoreStackStatus, TrillianStatus, TsaStatus, TufStatus,
     },
+    build::component::Component,
     build::{self, Owner, Placeholder, stages::Stage, trillian},
-    component::Component,
     conditions::{self, Desired, READY, Status},
     names::{self, Log},
     validate::FieldError,
@@ -170,7 +170,7 @@ pub fn desired(stack: &SigstoreStack, facts: &Facts<'_>, now: &Time) -> Sigstore
             (component == Component::Fulcio)
                 .then_some(facts.fulcio_problem)
                 .flatten()
-                .map(|p| (crate::fulcio_config::JWKS_HOST_MISMATCH, p.to_owned()))
+                .map(|p| (crate::cluster_oidc::JWKS_HOST_MISMATCH, p.to_owned()))
         });
         wanted.push(match lost {
             Some((reason, message)) => Desired {

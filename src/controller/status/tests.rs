@@ -18,7 +18,7 @@ fn stack(generation: i64) -> SigstoreStack {
 fn status_of(stack: &SigstoreStack, observed: &Observed, now: i64) -> SigstoreStackStatus {
     let seen = crate::controller::decide::Seen {
         observed: observed.clone(),
-        cluster_oidc: Some(crate::fulcio_config::ClusterOidc {
+        cluster_oidc: Some(crate::cluster_oidc::ClusterOidc {
             issuer: "https://issuer".into(),
             jwks_uri: None,
         }),
