@@ -4,14 +4,18 @@
 //! them (`sigstore-operator crd`) and a test fails when the two drift.
 
 mod duration;
+mod fulcio;
 mod pod;
 mod spec;
 mod status;
+mod trillian;
 
 pub use duration::{Duration, ParseDurationError};
+pub use fulcio::*;
 pub use pod::PodSettings;
 pub use spec::*;
 pub use status::*;
+pub use trillian::*;
 
 /// API group of every resource this operator defines.
 pub const GROUP: &str = "scaffolding.sigstore.dev";
