@@ -90,6 +90,16 @@ async fn a_mirror_only_tainted_pool_runs_every_pod_of_a_stack() {
 
     // The gates hold: no toleration, no scheduling; no pull secret, no pull.
     let operator_image = format!("{MIRROR}/sigstore-operator:e2e");
+    // The service-account controller makes `default` shortly after the
+    // namespace; a Pod created before it is refused.
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), &ns.name);
+    eventually(
+        "the namespace's default ServiceAccount",
+        Duration::from_secs(30),
+        || async { accounts.get_opt("default").await.ok().flatten().map(|_| ()) },
+    )
+    .await;
     let pp = PostParams::default();
     pods.create(&pp, &pod("untolerated", &operator_image, false))
         .await
