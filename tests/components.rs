@@ -128,7 +128,8 @@ const SWITCHES: [Switch; 4] = [
     },
 ];
 
-async fn set(stacks: &Api<SigstoreStack>, patch: Value) {
+/// Patches the stack's spec and waits until it says Ready about it.
+async fn switch_to(stacks: &Api<SigstoreStack>, patch: Value, what: &str) {
     stacks
         .patch(
             STACK,
@@ -137,6 +138,10 @@ async fn set(stacks: &Api<SigstoreStack>, patch: Value) {
         )
         .await
         .unwrap();
+    eventually(&format!("Ready {what}"), WAIT, || async {
+        ready_for_current_spec(stacks, STACK).await.then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,11 +177,7 @@ async fn each_component_turned_off_and_on_keeps_its_keys_and_the_trust_root_trut
 
     for switch in &SWITCHES {
         let what = switch.what;
-        set(&stacks, (switch.patch)(false)).await;
-        eventually(&format!("Ready without {what}"), WAIT, || async {
-            ready_for_current_spec(&stacks, STACK).await.then_some(())
-        })
-        .await;
+        switch_to(&stacks, (switch.patch)(false), &format!("without {what}")).await;
         // Said Ready about this spec: nothing it turned off runs.
         for part in switch.deployments {
             let name = format!("{STACK}-{part}");
@@ -224,11 +225,7 @@ async fn each_component_turned_off_and_on_keeps_its_keys_and_the_trust_root_trut
             assert!(ok, "a bundle from before verifies without the TSA:\n{log}");
         }
 
-        set(&stacks, (switch.patch)(true)).await;
-        eventually(&format!("Ready with {what} again"), WAIT, || async {
-            ready_for_current_spec(&stacks, STACK).await.then_some(())
-        })
-        .await;
+        switch_to(&stacks, (switch.patch)(true), &format!("with {what} again")).await;
         for part in switch.deployments {
             let name = format!("{STACK}-{part}");
             assert!(

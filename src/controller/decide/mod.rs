@@ -137,10 +137,10 @@ pub fn decide(
     let errors = validate_stack(&owner.name, &stack.spec);
     if !errors.is_empty() {
         // Nothing is created or removed for a spec that cannot be acted on.
-        let desired = status::invalid(stack, &errors, &time);
+        let (status, events) = report(stack, status::invalid(stack, &errors, &time));
         return Ok(Decision {
-            events: changed(stack, &desired),
-            status: status::needs_write(stack, &desired).then_some(desired),
+            status,
+            events,
             ..Decision::default()
         });
     }
@@ -211,8 +211,7 @@ pub fn decide(
         logs: &logs,
         fulcio_problem: fulcio_problem.as_deref(),
     };
-    let desired = status::desired(stack, &facts, &time);
-    let mut events = changed(stack, &desired);
+    let (status, mut events) = report(stack, status::desired(stack, &facts, &time));
     events.extend(removal_notice(spec, &delete));
     let requeue = plans
         .iter()
@@ -227,18 +226,23 @@ pub fn decide(
         delete,
         delete_jobs,
         create_jobs,
-        status: status::needs_write(stack, &desired).then_some(desired),
+        status,
         events,
         requeue: Some(requeue),
     })
 }
 
-/// The Events for moving from the stack's status to `desired`.
-fn changed(stack: &SigstoreStack, desired: &SigstoreStackStatus) -> Vec<Notice> {
-    if status::needs_write(stack, desired) {
-        events::notices(stack.status.as_ref(), desired)
+/// The status to write and the Events for it: nothing when `desired` is
+/// what the stack already carries.
+fn report(
+    stack: &SigstoreStack,
+    desired: SigstoreStackStatus,
+) -> (Option<SigstoreStackStatus>, Vec<Notice>) {
+    if status::needs_write(stack, &desired) {
+        let events = events::notices(stack.status.as_ref(), &desired);
+        (Some(desired), events)
     } else {
-        Vec::new()
+        (None, Vec::new())
     }
 }
 
