@@ -47,8 +47,9 @@ fmt: ## Format the code.
 fmt-check:
 	$(CARGO) fmt --check
 
-lint: fmt-check ## rustfmt check and clippy with warnings as errors.
+lint: fmt-check ## rustfmt check, clippy with warnings as errors, and no import cycle between the crate's modules.
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	python3 hack/module-cycles.py
 
 up: ## Install the CRD and the sample stack into the current kubeconfig's cluster, then run the operator here.
 	$(CARGO) run --locked --quiet -- crd | kubectl apply --server-side -f -

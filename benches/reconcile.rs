@@ -7,11 +7,12 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 use sigstore_operator::{
     api::{SigstoreStack, SigstoreStackSpec},
-    build::{self, Images, Inputs, Owner, stages},
+    build::{self, Images, Inputs, Owner},
     controller::{
         Options,
         decide::{Seen, decide},
     },
+    stage::{Stage, job::JobSettings},
 };
 
 mod common;
@@ -39,6 +40,7 @@ fn main() {
         trust_root: None,
         healed_trees: Default::default(),
         lost_trees: Vec::new(),
+        stage_outputs: Stage::all_outputs(&spec, "demo"),
     };
     bench("build and hash every object", budget, || {
         for o in build::objects(&inputs).expect("objects") {
@@ -48,7 +50,7 @@ fn main() {
     let options = Options {
         namespace: None,
         concurrency: 1,
-        jobs: stages::JobSettings {
+        jobs: JobSettings {
             image: "sigstore-operator:dev".into(),
             timeout: "5m".parse().expect("duration"),
             backoff_limit: 3,

@@ -16,6 +16,7 @@ pub mod health;
 pub mod keys;
 pub mod metrics;
 pub mod names;
+pub mod observed;
 pub mod retry;
 pub mod secret_data;
 pub mod shutdown;

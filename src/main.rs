@@ -144,7 +144,7 @@ async fn run(args: RunArgs) -> Result<()> {
     let options = controller::Options {
         namespace: args.watch_namespace,
         concurrency: args.concurrency,
-        jobs: sigstore_operator::build::stages::JobSettings {
+        jobs: sigstore_operator::stage::job::JobSettings {
             image: args.image,
             timeout: args.stage_timeout,
             backoff_limit: args.stage_backoff_limit,

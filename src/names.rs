@@ -25,8 +25,18 @@ pub fn log_config(stack: &str, log: Log) -> String {
     format!("{stack}-{}-config", log.as_str())
 }
 
+/// Where the operator's image keeps its binary (stage Jobs and the TUF
+/// server run it).
+pub const OPERATOR_BINARY: &str = "/usr/local/bin/sigstore-operator";
+/// Where ct_server's Pod mounts the CT Secret; its config names the key
+/// files there.
+pub const CTLOG_KEYS_DIR: &str = "/ctfe-keys";
+
 /// The ConfigMap key holding a tree ID.
 pub const TREE_ID_KEY: &str = "treeID";
+/// In a log's ConfigMap: the trees it replaced, oldest first, space
+/// separated.
+pub const REPLACED_KEY: &str = "replacedTreeIDs";
 
 /// Fulcio's CA: keys `cert`, `private`, `public`, `password`.
 pub fn fulcio_ca(stack: &str) -> String {

@@ -210,13 +210,13 @@ async fn each_component_turned_off_and_on_keeps_its_keys_and_the_trust_root_trut
             message.contains("Kept for when it is enabled again"),
             "{message}"
         );
-        let removed = events(&client, &ns.name, STACK, "Removed").await;
-        assert!(
-            removed
-                .iter()
-                .any(|m| m.contains(&format!("Deployment {STACK}-{}", switch.deployments[0]))),
-            "{what}: an Event says what was removed: {removed:?}"
-        );
+        // The Event follows the status that says Ready.
+        let gone = format!("Deployment {STACK}-{}", switch.deployments[0]);
+        eventually(&format!("a Removed Event naming {gone}"), WAIT, || async {
+            let removed = events(&client, &ns.name, STACK, "Removed").await;
+            removed.iter().any(|m| m.contains(&gone)).then_some(())
+        })
+        .await;
         if what == "the TSA" {
             // Timestamped while it ran: still verifies with its closed entry.
             let trusted = out.join("trusted_root.tsa-off.json");

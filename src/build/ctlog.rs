@@ -7,8 +7,8 @@ use super::{
     workload::{annotate_template, container, mount, secret_volume, served},
 };
 use crate::{
+    names::CTLOG_KEYS_DIR,
     names::{self, CTLOG},
-    stage::createctconfig::DEFAULT_KEYS_DIR,
 };
 
 /// ct_server's HTTP port in the container.
@@ -28,11 +28,11 @@ pub fn objects(inputs: &Inputs<'_>) -> Vec<Object> {
         &inputs.images.ctlog,
         vec![
             format!("--http_endpoint=0.0.0.0:{PORT}"),
-            format!("--log_config={DEFAULT_KEYS_DIR}/config"),
+            format!("--log_config={CTLOG_KEYS_DIR}/config"),
         ],
         &[("http", PORT)],
     );
-    server.volume_mounts = Some(vec![mount("keys", DEFAULT_KEYS_DIR, false)]);
+    server.volume_mounts = Some(vec![mount("keys", CTLOG_KEYS_DIR, false)]);
     // The config names every trusted root file; each must be mounted. The
     // private key is inline in the config, so `private` is not.
     let mut keys = vec![("config", "config")];

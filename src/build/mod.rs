@@ -10,11 +10,10 @@ pub mod meta;
 pub mod pods;
 pub mod rbac;
 pub mod rekor;
-pub mod stages;
 pub mod trillian;
 pub mod tsa;
 pub mod tuf;
-mod workload;
+pub mod workload;
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
@@ -52,6 +51,8 @@ pub struct Inputs<'a> {
     pub healed_trees: BTreeMap<crate::names::Log, i64>,
     /// Every tree the stack's logs lost, in order.
     pub lost_trees: Vec<i64>,
+    /// What the enabled stages write: all their Role may reach.
+    pub stage_outputs: Vec<Placeholder>,
 }
 
 /// An object the operator applies (server-side) whenever its content
@@ -117,12 +118,12 @@ pub enum Placeholder {
 pub fn objects(inputs: &Inputs<'_>) -> Result<Vec<Object>, serde_yaml::Error> {
     let spec = inputs.spec;
     let mut out = Vec::new();
-    out.extend(rbac::objects(&inputs.owner, spec));
+    out.extend(rbac::objects(&inputs.owner, spec, &inputs.stage_outputs));
     for component in Component::ALL.into_iter().filter(|c| c.wanted(spec)) {
         out.extend(match component {
             Component::Trillian => trillian::objects(inputs),
-            Component::Rekor => rekor::objects(inputs),
-            Component::Ctlog => ctlog::objects(inputs),
+            Component::Rekor(component::RekorBackend::Trillian) => rekor::objects(inputs),
+            Component::Ctlog(component::CtBackend::Trillian) => ctlog::objects(inputs),
             Component::Fulcio => fulcio::objects(inputs)?,
             Component::Tsa => tsa::objects(inputs),
             Component::Tuf => tuf::objects(inputs),
@@ -174,6 +175,7 @@ pub(crate) mod tests {
             trust_root: None,
             healed_trees: BTreeMap::new(),
             lost_trees: Vec::new(),
+            stage_outputs: crate::stage::Stage::all_outputs(spec, "demo"),
         }
     }
 

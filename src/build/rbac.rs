@@ -6,20 +6,19 @@ use k8s_openapi::api::{
     rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject},
 };
 
-use super::{Object, Owner, stages::Stage};
+use super::{Object, Owner, Placeholder, component::Component};
 use crate::{api::SigstoreStackSpec, names::STAGES};
 
-/// The stage ServiceAccount, Role and RoleBinding.
-pub fn objects(owner: &Owner, spec: &SigstoreStackSpec) -> Vec<Object> {
+/// The stage ServiceAccount, and a Role and RoleBinding that reach
+/// `outputs` (the enabled stages' outputs).
+pub fn objects(owner: &Owner, spec: &SigstoreStackSpec, outputs: &[Placeholder]) -> Vec<Object> {
     let name = owner.name_of(STAGES);
     let mut config_maps = Vec::new();
     let mut secrets = Vec::new();
-    for stage in Stage::ALL.iter().filter(|s| s.enabled(spec)) {
-        for output in stage.outputs(&owner.name) {
-            match output {
-                super::Placeholder::ConfigMap(n) => config_maps.push(n),
-                super::Placeholder::Secret(n) => secrets.push(n),
-            }
+    for output in outputs {
+        match output {
+            Placeholder::ConfigMap(n) => config_maps.push(n.clone()),
+            Placeholder::Secret(n) => secrets.push(n.clone()),
         }
     }
     let rule = |resource: &str, verbs: &[&str], names: Vec<String>| PolicyRule {
@@ -38,7 +37,7 @@ pub fn objects(owner: &Owner, spec: &SigstoreStackSpec) -> Vec<Object> {
     if !secrets.is_empty() {
         rules.push(rule("secrets", &["get", "update", "patch"], secrets));
     }
-    if Stage::Tuf.enabled(spec) {
+    if Component::Tuf.wanted(spec) {
         // createtuf reads the trust root the operator publishes.
         rules.push(rule(
             "configmaps",
@@ -86,7 +85,8 @@ mod tests {
     fn role_names_every_output_and_nothing_else() {
         let mut spec = SigstoreStackSpec::default();
         spec.fulcio.ca.existing_secret = Some("my-ca".into());
-        let objects = objects(&owner(), &spec);
+        let outputs = crate::build::tests::inputs(&spec).stage_outputs;
+        let objects = objects(&owner(), &spec, &outputs);
         let Object::Role(role) = &objects[1] else {
             panic!("expected the Role")
         };

@@ -8,7 +8,6 @@ use k8s_openapi::{
 
 use super::{
     Inputs, Object, meta,
-    stages::BINARY,
     workload::{container, mount, served},
 };
 use crate::names::{self, TUF};
@@ -36,7 +35,7 @@ pub fn objects(inputs: &Inputs<'_>) -> Vec<Object> {
         ],
         &[("http", PORT)],
     );
-    server.command = Some(vec![BINARY.into()]);
+    server.command = Some(vec![crate::names::OPERATOR_BINARY.into()]);
     // Ready once there is a repository to serve, not merely a socket.
     server.readiness_probe = Some(Probe {
         http_get: Some(HTTPGetAction {
@@ -82,7 +81,10 @@ mod tests {
             "demo-tuf-repository"
         );
         assert_eq!(pod["containers"][0]["image"], "sigstore-operator:dev");
-        assert_eq!(pod["containers"][0]["command"][0], BINARY);
+        assert_eq!(
+            pod["containers"][0]["command"][0],
+            crate::names::OPERATOR_BINARY
+        );
         assert_eq!(
             pod["containers"][0]["readinessProbe"]["httpGet"]["path"],
             "/readyz"

@@ -4,8 +4,8 @@
 
 use crate::{
     api::SigstoreStackStatus,
-    build::stages::Stage,
     conditions::{self, READY},
+    stage::Stage,
 };
 
 use super::{

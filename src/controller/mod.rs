@@ -38,12 +38,8 @@ use kube::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Error, Result,
-    api::SigstoreStack,
-    build::{meta::MANAGED_BY, stages::JobSettings},
-    cluster_oidc,
-    health::Readiness,
-    metrics::Metrics,
+    Error, Result, api::SigstoreStack, build::meta::MANAGED_BY, cluster_oidc, health::Readiness,
+    metrics::Metrics, stage::job::JobSettings,
 };
 
 pub use reconcile::{error_policy, reconcile};

@@ -37,7 +37,7 @@ use crate::{
     build::component::Component,
     build::{Object, Owner, meta::HASH_ANNOTATION, trillian},
     keys,
-    names::{self, Log, TRILLIAN_LOG_SERVER},
+    names::{Log, TRILLIAN_LOG_SERVER},
 };
 
 /// Brings one stack and what it owns up to date. Writes nothing when
@@ -135,11 +135,12 @@ async fn probe_serving(
     observed: &observe::Observed,
 ) -> BTreeMap<Log, trees::Serving> {
     let mut out = BTreeMap::new();
-    for (log, component, part) in [
-        (Log::Rekor, Component::Rekor, names::REKOR),
-        (Log::Ctlog, Component::Ctlog, names::CTLOG),
-    ] {
-        if !component.wanted(spec) || !observed.available(&owner.name_of(part)) {
+    for component in Component::ALL.into_iter().filter(|c| c.wanted(spec)) {
+        let Some(log) = component.trillian_log() else {
+            continue;
+        };
+        // The log's server is `<stack>-<log>`.
+        if !observed.available(&owner.name_of(log.as_str())) {
             continue;
         }
         let url = trees::serving_url(owner, spec, log);

@@ -5,11 +5,12 @@
 use k8s_openapi::jiff::Timestamp;
 use sigstore_protobuf_specs::dev::sigstore::trustroot::v1::TrustedRoot;
 
-use super::observe::Observed;
 use crate::{
     api::SigstoreStackSpec,
-    build::{self, Owner, stages::Stage},
+    build::Owner,
     names,
+    observed::Observed,
+    stage::{Stage, table::Contribution},
     trust_root::{self, Material, TrustRootError},
 };
 
@@ -43,60 +44,29 @@ pub fn publish(
     if !wanted(spec) {
         return Err(NotPublished::Waiting("a component to describe".into()));
     }
-    let contributors = [
-        Stage::Certs,
-        Stage::RekorKey,
-        Stage::CtConfig,
-        Stage::TsaChain,
-    ];
-    let pending: Vec<&str> = contributors
+    // The enabled stages that give the trust root something.
+    let contributions: Vec<(Stage, Contribution)> = Stage::enabled_in(spec)
+        .into_iter()
+        .filter_map(|s| Some((s, s.contribution(owner, spec)?)))
+        .collect();
+    let pending: Vec<&str> = contributions
         .iter()
-        .filter(|s| s.enabled(spec) && !done(**s))
-        .map(|s| s.condition())
+        .filter(|(s, _)| !done(*s))
+        .map(|(s, _)| s.condition())
         .collect();
     if !pending.is_empty() {
         return Err(NotPublished::Waiting(pending.join(", ")));
     }
-    let stack = &owner.name;
     // A finished stage whose public value is missing (deleted since) waits
     // for the stage to run again rather than publishing without it.
     let mut missing = Vec::new();
-    let mut take = |enabled: bool, secret: String, key: &str, url: String| {
-        if !enabled {
-            return None;
+    let mut material = Material::default();
+    for (_, c) in contributions {
+        match public(observed, &c.secret, c.key) {
+            Some(value) => material.set(c.slot, (value, c.url)),
+            None => missing.push(format!("Secret {} key {}", c.secret, c.key)),
         }
-        let value = public(observed, &secret, key);
-        if value.is_none() {
-            missing.push(format!("Secret {secret} key {key}"));
-        }
-        value.map(|v| (v, url))
-    };
-    let material = Material {
-        fulcio: take(
-            spec.fulcio.enabled,
-            names::fulcio_public(stack),
-            "cert",
-            build::fulcio::url(owner),
-        ),
-        rekor: take(
-            spec.rekor.enabled,
-            names::rekor_public(stack),
-            "public",
-            build::rekor::url(owner),
-        ),
-        ctlog: take(
-            spec.ctlog.enabled,
-            names::ctlog_public(stack),
-            "public",
-            build::ctlog::url(owner, &spec.ctlog.prefix),
-        ),
-        tsa: take(
-            spec.tsa.enabled,
-            names::tsa_public(stack),
-            "cert-chain",
-            build::tsa::url(owner),
-        ),
-    };
+    }
     if !missing.is_empty() {
         return Err(NotPublished::Waiting(missing.join(", ")));
     }

@@ -1,14 +1,20 @@
-//! The bootstrap stages. Each is a pure core (inputs → what to write) and a
-//! thin shell that reads and writes the cluster, run as
-//! `sigstore-operator stage <name>`, by the operator's Jobs or by hand.
+//! The bootstrap stages, one folder each: `mod.rs` runs the stage (a pure
+//! core, inputs → what to write, and a thin shell that reads and writes the
+//! cluster, run as `sigstore-operator stage <name>` by the operator's Jobs
+//! or by hand); `rules.rs` tells the operator when and how to run it
+//! ([`table::Rules`]). [`table`] lists them; [`job`] builds their Jobs.
 
 pub mod createcertchain;
 pub mod createcerts;
 pub mod createctconfig;
 pub mod createtree;
 pub mod createtuf;
+pub mod job;
 pub mod rekorkey;
 pub mod secrets;
+pub mod table;
+
+pub use table::{Stage, View};
 
 use std::time::Duration;
 

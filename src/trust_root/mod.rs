@@ -122,6 +122,32 @@ pub struct Material {
     pub tsa: Option<(String, String)>,
 }
 
+/// Which of [`Material`]'s entries a stage's public output fills.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// Fulcio's chain.
+    Fulcio,
+    /// Rekor's key.
+    Rekor,
+    /// The CT log's key.
+    Ctlog,
+    /// The TSA's chain.
+    Tsa,
+}
+
+impl Material {
+    /// Puts `value` (PEM and URL) where `slot` says.
+    pub fn set(&mut self, slot: Slot, value: (String, String)) {
+        let entry = match slot {
+            Slot::Fulcio => &mut self.fulcio,
+            Slot::Rekor => &mut self.rekor,
+            Slot::Ctlog => &mut self.ctlog,
+            Slot::Tsa => &mut self.tsa,
+        };
+        *entry = Some(value);
+    }
+}
+
 fn ders(what: &'static str, pem: &str, label: &str) -> Result<Vec<Vec<u8>>, TrustRootError> {
     let out: Vec<Vec<u8>> = Pem::iter_from_buffer(pem.as_bytes())
         .filter_map(Result::ok)

@@ -21,7 +21,6 @@ use serde_json::json;
 use super::{
     Options,
     events::{self, Notice},
-    observe::{JobView, Observed},
     plan::{self, StagePlan},
     status, trees, trust,
 };
@@ -29,9 +28,11 @@ use crate::{
     Error, Result,
     api::{SigstoreStack, SigstoreStackSpec, SigstoreStackStatus},
     build::component::Component,
-    build::{self, Inputs, Object, Owner, Placeholder, stages, trillian},
+    build::{self, Inputs, Object, Owner, Placeholder, trillian},
     cluster_oidc::{self, ClusterOidc},
     names::{self, Log},
+    observed::{JobView, Observed},
+    stage::{Stage, View, job},
     validate::validate_stack,
 };
 
@@ -164,7 +165,15 @@ pub fn decide(
         &owner,
         spec,
         &observed,
-        |stage| plan::done(stage, &owner, spec, &observed).0,
+        |stage| {
+            stage
+                .done(View {
+                    owner: &owner,
+                    spec,
+                    observed: &observed,
+                })
+                .0
+        },
         cluster_issuer,
         now,
     );
@@ -180,6 +189,7 @@ pub fn decide(
             .filter_map(|log| Some((log, trees::healed_tree(&owner, log, &observed)?)))
             .collect(),
         lost_trees: trees::lost(&owner, &observed),
+        stage_outputs: Stage::all_outputs(spec, &owner.name),
     };
     let objects = build::objects(&inputs)?;
     // The stages are decided on the trust root this pass publishes, so the
@@ -199,7 +209,7 @@ pub fn decide(
         observed
             .jobs
             .iter()
-            .filter(|j| !j.stage.enabled(spec))
+            .filter(|j| Stage::from_id(&j.stage).is_none_or(|s| !s.enabled(spec)))
             .map(|j| j.name.clone()),
     );
 
@@ -280,9 +290,9 @@ fn reset_lost_trees(
 /// credentials, when the spec wants them and they do not exist.
 fn creations(owner: &Owner, spec: &SigstoreStackSpec, observed: &Observed) -> Vec<Create> {
     let mut out = Vec::new();
-    for stage in plan::enabled_stages(spec) {
+    for stage in Stage::enabled_in(spec) {
         for output in stage.outputs(&owner.name) {
-            let meta = |name: &str| owner.meta(name.to_owned(), stage.component());
+            let meta = |name: &str| owner.meta(name.to_owned(), stage.label());
             match &output {
                 Placeholder::ConfigMap(name)
                     if observed.applied_hash("ConfigMap", name).is_none() =>
@@ -414,24 +424,33 @@ fn stage_jobs(
 ) -> (Vec<StagePlan>, Vec<Job>) {
     let spec = &stack.spec;
     let mut jobs = Vec::new();
-    let plans = plan::enabled_stages(spec)
+    let view = View {
+        owner,
+        spec,
+        observed,
+    };
+    let plans = Stage::enabled_in(spec)
         .into_iter()
         .map(|stage| {
-            let template = stages::template(owner, spec, stage, &options.jobs);
+            let template = job::template(owner, spec, stage, &options.jobs);
             // A spec change (which may be the fix a failing stage needs)
             // starts again from attempt 1, at once.
             let hash = build::content_hash(&(&template, stack.metadata.generation));
-            let own: Vec<&JobView> = observed.jobs.iter().filter(|j| j.stage == stage).collect();
+            let own: Vec<&JobView> = observed
+                .jobs
+                .iter()
+                .filter(|j| j.stage == stage.id())
+                .collect();
             let p = plan::plan(
                 stage,
-                plan::state(stage, owner, spec, observed),
+                plan::state(stage, view),
                 &own,
                 &hash,
                 now,
                 options.stage_retry_base,
             );
             if let Some(attempt) = p.create {
-                jobs.push(stages::job(
+                jobs.push(job::job(
                     owner,
                     stage,
                     template,

@@ -8,8 +8,8 @@ use k8s_openapi::jiff::Timestamp;
 use super::*;
 use crate::{
     api::SigstoreStackSpec,
-    build::stages::{JobSettings, Stage},
     controller::observe::{Availability, SecretView},
+    stage::{Stage, job::JobSettings},
     stage::{createcertchain, createcerts, rekorkey},
 };
 
@@ -302,7 +302,7 @@ fn a_disabled_stage_s_jobs_are_deleted() {
     let mut observed = running(&spec);
     observed.jobs.push(JobView {
         name: "demo-tsa-chain-abc-1".into(),
-        stage: Stage::TsaChain,
+        stage: Stage::TsaChain.id().into(),
         hash: "abc".into(),
         attempt: 1,
         state: super::super::observe::JobState::Succeeded,

@@ -1,7 +1,6 @@
 //! Unit tests of `plan`.
 
 use super::*;
-use crate::{build::tests::owner, controller::observe::SecretView};
 
 fn at(secs: i64) -> Timestamp {
     Timestamp::from_second(secs).unwrap()
@@ -10,7 +9,7 @@ fn at(secs: i64) -> Timestamp {
 fn job(attempt: u32, hash: &str, state: JobState) -> JobView {
     JobView {
         name: format!("demo-certs-{hash}-{attempt}"),
-        stage: Stage::Certs,
+        stage: "certs".into(),
         hash: hash.into(),
         attempt,
         state,
@@ -168,52 +167,4 @@ fn delay_is_capped() {
         retry_delay(Duration::from_secs(10), 50),
         Duration::from_secs(300)
     );
-}
-
-#[test]
-fn ct_config_waits_for_tree_and_ca_then_checks_the_root() {
-    let o = owner();
-    let mut observed = Observed::default();
-    assert_eq!(
-        waiting_for(Stage::CtConfig, &o, &Default::default(), &observed).as_deref(),
-        Some("the CT log's tree and Fulcio's CA")
-    );
-    observed.config_maps.insert(
-        "demo-ctlog-config".into(),
-        [("treeID".to_owned(), "42".to_owned())].into(),
-    );
-    let view = |keys: &[&str], public: &[(&str, &str)]| SecretView {
-        keys: keys.iter().map(|k| (*k).to_owned()).collect(),
-        public: public
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        config_log_id: None,
-    };
-    let cert = "-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n";
-    observed.secrets.insert(
-        "demo-fulcio-ca".into(),
-        view(&["cert", "private", "public", "password"], &[]),
-    );
-    observed
-        .secrets
-        .insert("demo-fulcio-pub".into(), view(&["cert"], &[("cert", cert)]));
-    assert_eq!(
-        waiting_for(Stage::CtConfig, &o, &Default::default(), &observed),
-        None
-    );
-    let mut ct = view(
-        &["private", "public", "config", "fulcio-0"],
-        &[("fulcio-0", cert)],
-    );
-    ct.config_log_id = Some(42);
-    observed.secrets.insert("demo-ctlog".into(), ct.clone());
-    observed
-        .secrets
-        .insert("demo-ctlog-pub".into(), view(&["public"], &[]));
-    assert!(done(Stage::CtConfig, &o, &Default::default(), &observed).0);
-    // A new tree (the old one lost) makes the config stale.
-    ct.config_log_id = Some(7);
-    observed.secrets.insert("demo-ctlog".into(), ct);
-    assert!(!done(Stage::CtConfig, &o, &Default::default(), &observed).0);
 }

@@ -4,7 +4,6 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::{
-    observe::Observed,
     plan::{self, FAILED, StagePlan},
     trust::{NotPublished, Published, SIGNING_CONFIG_KEY, TRUST_CONFIG_KEY, TRUSTED_ROOT_KEY},
 };
@@ -14,9 +13,11 @@ use crate::{
         SigstoreStackStatus, TrillianStatus, TsaStatus, TufStatus,
     },
     build::component::Component,
-    build::{self, Owner, Placeholder, stages::Stage, trillian},
+    build::{self, Owner, Placeholder, trillian},
     conditions::{self, Desired, READY, Status},
     names::{self, Log},
+    observed::Observed,
+    stage::{Stage, createcerts::rules::fulcio_root},
     validate::FieldError,
 };
 
@@ -157,11 +158,7 @@ pub fn desired(stack: &SigstoreStack, facts: &Facts<'_>, now: &Time) -> Sigstore
     }
     for (component, deployments) in components(facts.owner, spec) {
         let type_ = component.condition();
-        let log = match component {
-            Component::Rekor => Some(Log::Rekor),
-            Component::Ctlog => Some(Log::Ctlog),
-            Component::Trillian | Component::Fulcio | Component::Tsa | Component::Tuf => None,
-        };
+        let log = component.trillian_log();
         // A log whose tree is lost is unavailable, whatever its Pods say.
         let lost =
             log.and_then(|l| super::trees::unavailable(facts.owner, l, facts.observed, facts.logs));
@@ -246,7 +243,7 @@ pub fn desired(stack: &SigstoreStack, facts: &Facts<'_>, now: &Time) -> Sigstore
         }),
         fulcio: spec.fulcio.enabled.then(|| FulcioStatus {
             url: Some(build::fulcio::url(facts.owner)),
-            root_certificate: plan::fulcio_root(facts.owner, facts.observed),
+            root_certificate: fulcio_root(facts.owner, facts.observed),
         }),
         trusted_root: published(facts, TRUSTED_ROOT_KEY),
         signing_config: published(facts, SIGNING_CONFIG_KEY),
@@ -284,7 +281,7 @@ fn disabled(owner: &Owner, spec: &SigstoreStackSpec, observed: &Observed) -> Vec
         .into_iter()
         .filter(|c| !c.wanted(spec))
         .filter_map(|c| {
-            let outputs = c.stages().flat_map(|s| s.outputs(stack));
+            let outputs = Stage::of(c).flat_map(|s| s.outputs(stack));
             let mut kept: Vec<String> = outputs
                 .filter_map(|o| match o {
                     Placeholder::Secret(n) => observed
@@ -365,7 +362,7 @@ fn log_status(facts: &Facts<'_>, log: Log, url: String) -> LogStatus {
     };
     LogStatus {
         url: Some(url),
-        tree_id: plan::tree_id(facts.observed, &names::log_config(stack, log)),
+        tree_id: facts.observed.tree_id(&names::log_config(stack, log)),
         public_key: facts
             .observed
             .secrets

@@ -13,7 +13,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use super::observe::Observed;
+use crate::observed::Observed;
 use crate::{
     api::{DatabaseMode, SigstoreStackSpec},
     build::{Owner, trillian},
@@ -25,10 +25,8 @@ use crate::{
 /// replaced by new, empty ones (for a database that was meant to keep
 /// them).
 pub const REPLACE_TREE_ANNOTATION: &str = "scaffolding.sigstore.dev/replace-tree";
-/// In a log's ConfigMap: the trees it replaced, oldest first, space
-/// separated.
-pub const REPLACED_KEY: &str = "replacedTreeIDs";
 pub use crate::build::meta::TREE_ID_ANNOTATION;
+pub use crate::names::REPLACED_KEY;
 /// The availability condition's reason for a lost tree.
 pub const TREE_MISSING: &str = "TreeMissing";
 /// The availability condition's reason for a log server that answers, but
@@ -74,7 +72,7 @@ pub fn recorded(owner: &Owner, spec: &SigstoreStackSpec, observed: &Observed) ->
     .into_iter()
     .filter(|(_, enabled)| *enabled)
     .filter_map(|(log, _)| {
-        let id = super::plan::tree_id(observed, &names::log_config(&owner.name, log))?;
+        let id = observed.tree_id(&names::log_config(&owner.name, log))?;
         Some((log, id))
     })
     .collect()
@@ -269,25 +267,11 @@ pub fn losses(
         .collect()
 }
 
-/// The trees `log`'s ConfigMap says it replaced.
-pub fn replaced(observed: &Observed, config_map: &str) -> Vec<i64> {
-    observed
-        .config_maps
-        .get(config_map)
-        .and_then(|d| d.get(REPLACED_KEY))
-        .map(|v| {
-            v.split_whitespace()
-                .filter_map(|t| t.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Every tree the stack's logs replaced.
 pub fn lost(owner: &Owner, observed: &Observed) -> Vec<i64> {
     let mut out: Vec<i64> = [Log::Rekor, Log::Ctlog]
         .into_iter()
-        .flat_map(|log| replaced(observed, &names::log_config(&owner.name, log)))
+        .flat_map(|log| observed.replaced_trees(&names::log_config(&owner.name, log)))
         .collect();
     out.sort_unstable();
     out
@@ -334,9 +318,9 @@ pub fn unavailable(
 /// While `log` moves onto a new tree: what it waits for.
 fn healing(owner: &Owner, log: Log, observed: &Observed) -> Option<String> {
     let cm = names::log_config(&owner.name, log);
-    let old = *replaced(observed, &cm).last()?;
+    let old = *observed.replaced_trees(&cm).last()?;
     let what = log_name(log);
-    let Some(id) = super::plan::tree_id(observed, &cm) else {
+    let Some(id) = observed.tree_id(&cm) else {
         return Some(format!(
             "Tree {old} of {what} was lost with its database; waiting for its new tree."
         ));
@@ -366,9 +350,9 @@ fn healing(owner: &Owner, log: Log, observed: &Observed) -> Option<String> {
 /// What an available log that replaced a tree says of it.
 pub fn healed_note(owner: &Owner, log: Log, observed: &Observed) -> Option<String> {
     let cm = names::log_config(&owner.name, log);
-    let lost = replaced(observed, &cm);
+    let lost = observed.replaced_trees(&cm);
     let old = lost.last()?;
-    let id = super::plan::tree_id(observed, &cm)?;
+    let id = observed.tree_id(&cm)?;
     Some(format!(
         " {} runs on tree {id}, which replaced tree {old} when the database lost it.",
         log_title(log)
@@ -381,10 +365,10 @@ pub fn healed_note(owner: &Owner, log: Log, observed: &Observed) -> Option<Strin
 /// a config that has the new tree.
 pub fn healed_tree(owner: &Owner, log: Log, observed: &Observed) -> Option<i64> {
     let cm = names::log_config(&owner.name, log);
-    if replaced(observed, &cm).is_empty() {
+    if observed.replaced_trees(&cm).is_empty() {
         return None;
     }
-    let id = super::plan::tree_id(observed, &cm)?;
+    let id = observed.tree_id(&cm)?;
     match log {
         Log::Rekor => Some(id),
         Log::Ctlog => {

@@ -112,7 +112,7 @@ impl Images {
             mirror: None,
             entrypoints,
             paths: BTreeMap::from([(
-                sigstore_operator::build::stages::BINARY.to_owned(),
+                sigstore_operator::names::OPERATOR_BINARY.to_owned(),
                 env!("CARGO_BIN_EXE_sigstore-operator").to_owned(),
             )]),
         }

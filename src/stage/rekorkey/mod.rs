@@ -3,6 +3,8 @@
 //! Writes Secret `<stack>-rekor-signer` (`private`: P-256 PKCS#8 encrypted
 //! with PBES2, `password`, `public`) and `<stack>-rekor-pub` (`public`).
 
+pub mod rules;
+
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 

@@ -8,6 +8,8 @@
 //! ConfigMap records the inputs' digest and the next re-sign time, so the
 //! operator knows when to run it again.
 
+pub mod rules;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::{

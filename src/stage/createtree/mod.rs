@@ -6,6 +6,8 @@
 //! rather than creating another, so a run that died between CreateTree and
 //! the ConfigMap write leaves no orphan behind.
 
+pub mod rules;
+
 use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::api::core::v1::ConfigMap;

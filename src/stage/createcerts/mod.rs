@@ -6,6 +6,8 @@
 //! under a random password: what every Fulcio version's file CA reads. A CA
 //! that exists is never regenerated.
 
+pub mod rules;
+
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;

@@ -10,6 +10,8 @@
 //! and intermediate's keys sign once and are dropped, so nothing can issue
 //! another timestamping certificate under this root.
 
+pub mod rules;
+
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;

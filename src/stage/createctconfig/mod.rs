@@ -10,6 +10,8 @@
 //! itself is the protection. A Fulcio root seen once
 //! stays trusted; the CT key is never regenerated.
 
+pub mod rules;
+
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use k8s_openapi::{
@@ -33,9 +35,6 @@ use crate::{api::KeyAlgorithm, keys::PrivateKey, names};
 
 /// Keys the CT Secret must hold once it exists.
 pub const REQUIRED: &[&str] = &["private", "public"];
-
-/// Where the operator mounts the CT Secret in ct_server's pod.
-pub const DEFAULT_KEYS_DIR: &str = "/ctfe-keys";
 
 /// What goes into the config.
 #[derive(Clone, Debug)]

@@ -1,0 +1,355 @@
+//! What a stack owns, reduced at once to what decisions need: names,
+//! applied hashes, availability, Job outcomes and public values. Private
+//! keys and passwords are dropped as soon as they are read. Pure: the
+//! controller lists the objects, the stages' rules judge the result.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::{
+    api::{
+        apps::v1::Deployment,
+        batch::v1::Job,
+        core::v1::{ConfigMap, Pod, Secret},
+    },
+    jiff::Timestamp,
+};
+use kube::{Resource, ResourceExt, api::ObjectMeta};
+
+use crate::{
+    build::meta::{self, HASH_ANNOTATION},
+    names,
+};
+
+/// Secret keys whose values are public and may be read into memory.
+fn is_public_key(key: &str) -> bool {
+    key == "cert" || key == "public" || key == "cert-chain" || key.starts_with("fulcio-")
+}
+
+/// What a Secret holds, without its private values.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecretView {
+    /// Every key present.
+    pub keys: BTreeSet<String>,
+    /// Values of public keys (`cert`, `public`, `cert-chain`, `fulcio-N`).
+    pub public: BTreeMap<String, String>,
+    /// The `log_id` in a CT config (`config` key), if any.
+    pub config_log_id: Option<i64>,
+}
+
+impl SecretView {
+    /// Whether every key of `required` is present.
+    pub fn has_all(&self, required: &[&str]) -> bool {
+        required.iter().all(|k| self.keys.contains(*k))
+    }
+}
+
+pub fn secret_view(secret: &Secret) -> SecretView {
+    let mut view = SecretView::default();
+    for (key, value) in secret.data.iter().flatten() {
+        view.keys.insert(key.clone());
+        if is_public_key(key)
+            && let Ok(text) = std::str::from_utf8(&value.0)
+        {
+            view.public.insert(key.clone(), text.to_owned());
+        }
+        if key == "config" {
+            view.config_log_id = std::str::from_utf8(&value.0).ok().and_then(config_log_id);
+        }
+    }
+    view
+}
+
+/// The `log_id` of a text-format CT `LogMultiConfig`.
+pub fn config_log_id(config: &str) -> Option<i64> {
+    config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("log_id:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A Deployment's availability.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Availability {
+    /// Ready Pods of the current spec.
+    pub available: i32,
+    /// Whether the Deployment controller has seen the current spec.
+    pub current: bool,
+    /// The tree its Pod template names (a log that replaced a lost tree).
+    pub tree: Option<i64>,
+}
+
+impl Availability {
+    /// At least one up-to-date Pod serves.
+    pub fn is_available(self) -> bool {
+        self.current && self.available > 0
+    }
+}
+
+pub fn availability(d: &Deployment) -> Availability {
+    let status = d.status.clone().unwrap_or_default();
+    let current = status.observed_generation.is_some()
+        && status.observed_generation >= d.metadata.generation
+        && status.updated_replicas.unwrap_or(0) > 0;
+    let tree = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(crate::build::meta::TREE_ID_ANNOTATION))
+        .and_then(|v| v.parse().ok());
+    Availability {
+        available: status.available_replicas.unwrap_or(0),
+        current,
+        tree,
+    }
+}
+
+/// Where a stage Job is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobState {
+    /// Not finished.
+    Running,
+    /// Finished successfully.
+    Succeeded,
+    /// Failed for good (backoff limit or deadline) at `at`.
+    Failed {
+        /// When the Job failed.
+        at: Timestamp,
+        /// The Job's reason, e.g. `BackoffLimitExceeded`.
+        reason: String,
+    },
+}
+
+/// A stage Job, as far as decisions go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobView {
+    /// The Job's name.
+    pub name: String,
+    /// Its stage's id (the stage label).
+    pub stage: String,
+    /// Hash of its Pod template.
+    pub hash: String,
+    /// Its attempt number.
+    pub attempt: u32,
+    /// Where it is.
+    pub state: JobState,
+    /// The last failed Pod's termination message (its log's tail).
+    pub message: Option<String>,
+}
+
+/// A stage Job's view; `None` for a Job without a stage label.
+pub fn job_view(job: &Job) -> Option<JobView> {
+    let stage = job.labels().get(meta::STAGE_LABEL)?.clone();
+    let annotations = job.metadata.annotations.clone().unwrap_or_default();
+    let conditions = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let holds = |t: &str| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == t && c.status == "True")
+    };
+    let state = if holds("Complete").is_some() {
+        JobState::Succeeded
+    } else if let Some(failed) = holds("Failed") {
+        JobState::Failed {
+            at: failed
+                .last_transition_time
+                .as_ref()
+                .map(|t| t.0)
+                .unwrap_or_else(Timestamp::now),
+            reason: failed.reason.clone().unwrap_or_default(),
+        }
+    } else {
+        JobState::Running
+    };
+    Some(JobView {
+        name: job.name_any(),
+        stage,
+        hash: annotations
+            .get(HASH_ANNOTATION)
+            .cloned()
+            .unwrap_or_default(),
+        attempt: annotations
+            .get(meta::ATTEMPT_ANNOTATION)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(1),
+        state,
+        message: None,
+    })
+}
+
+/// The termination message of the latest finished Pod of each Job.
+pub fn pod_messages(pods: &[Pod]) -> BTreeMap<String, String> {
+    let mut latest: BTreeMap<String, (Timestamp, String)> = BTreeMap::new();
+    for pod in pods {
+        let Some(job) = pod
+            .labels()
+            .get("batch.kubernetes.io/job-name")
+            .or(pod.labels().get("job-name"))
+        else {
+            continue;
+        };
+        let terminated = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|c| c.first())
+            .and_then(|c| c.state.as_ref())
+            .and_then(|s| s.terminated.as_ref());
+        let Some(t) = terminated else { continue };
+        let at = t
+            .finished_at
+            .as_ref()
+            .map(|f| f.0)
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        let message = t
+            .message
+            .clone()
+            .or_else(|| t.reason.clone())
+            .unwrap_or_default();
+        if latest.get(job).is_none_or(|(seen, _)| *seen <= at) {
+            latest.insert(job.clone(), (at, message));
+        }
+    }
+    latest.into_iter().map(|(k, (_, m))| (k, m)).collect()
+}
+
+/// The TUF repository ConfigMap, reduced to what decisions need (its
+/// files are not kept).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TufView {
+    /// Whether it holds a `root.json`.
+    pub has_root: bool,
+    /// The digest of the inputs it was built from.
+    pub inputs: Option<String>,
+    /// When its first role comes due for re-signing.
+    pub resign_at: Option<Timestamp>,
+}
+
+pub fn tuf_view(cm: &ConfigMap) -> TufView {
+    let annotation = |k: &str| {
+        cm.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(k))
+            .cloned()
+    };
+    TufView {
+        has_root: cm
+            .data
+            .as_ref()
+            .is_some_and(|d| d.contains_key(crate::tuf::ROOT_KEY)),
+        inputs: annotation(crate::tuf::INPUTS_ANNOTATION),
+        resign_at: annotation(crate::tuf::RESIGN_AT_ANNOTATION).and_then(|t| t.parse().ok()),
+    }
+}
+
+/// Everything a stack owns, reduced.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    /// `(kind, name)` of each applied object → the hash it was applied with.
+    pub applied: BTreeMap<(String, String), Option<String>>,
+    /// ConfigMap data by name.
+    pub config_maps: BTreeMap<String, BTreeMap<String, String>>,
+    /// Secrets by name.
+    pub secrets: BTreeMap<String, SecretView>,
+    /// Deployments by name.
+    pub deployments: BTreeMap<String, Availability>,
+    /// Stage Jobs.
+    pub jobs: Vec<JobView>,
+    /// The TUF repository, once its ConfigMap exists.
+    pub tuf: Option<TufView>,
+    /// PersistentVolumeClaims by name.
+    pub claims: BTreeSet<String>,
+}
+
+impl Observed {
+    /// The hash `kind/name` was last applied with, if it exists.
+    pub fn applied_hash(&self, kind: &str, name: &str) -> Option<Option<&str>> {
+        self.applied
+            .get(&(kind.to_owned(), name.to_owned()))
+            .map(Option::as_deref)
+    }
+
+    /// Whether Deployment `name` serves.
+    pub fn available(&self, name: &str) -> bool {
+        self.deployments.get(name).is_some_and(|a| a.is_available())
+    }
+
+    /// The tree ID a log's ConfigMap records.
+    pub fn tree_id(&self, config_map: &str) -> Option<i64> {
+        self.config_maps
+            .get(config_map)?
+            .get(names::TREE_ID_KEY)?
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id > 0)
+    }
+
+    /// The trees a log's ConfigMap says it replaced, oldest first.
+    pub fn replaced_trees(&self, config_map: &str) -> Vec<i64> {
+        self.config_maps
+            .get(config_map)
+            .and_then(|d| d.get(names::REPLACED_KEY))
+            .map(|v| {
+                v.split_whitespace()
+                    .filter_map(|t| t.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Records each item's name and applied hash under `kind`.
+pub fn record<K>(observed: &mut Observed, kind: &str, items: &[K])
+where
+    K: Resource,
+{
+    for item in items {
+        let meta: &ObjectMeta = item.meta();
+        let hash = meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(HASH_ANNOTATION))
+            .cloned();
+        observed.applied.insert(
+            (kind.to_owned(), meta.name.clone().unwrap_or_default()),
+            hash,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::ByteString;
+
+    use super::*;
+
+    #[test]
+    fn private_values_are_not_kept() {
+        let secret = Secret {
+            data: Some(
+                [
+                    ("private", "KEY"),
+                    ("password", "PW"),
+                    ("cert", "CERT"),
+                    ("config", "log_configs {\n  config {\n    log_id: 42\n"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), ByteString(v.into())))
+                .collect(),
+            ),
+            ..Secret::default()
+        };
+        let view = secret_view(&secret);
+        assert!(view.has_all(&["private", "password", "cert", "config"]));
+        assert_eq!(view.public.keys().collect::<Vec<_>>(), ["cert"]);
+        assert_eq!(view.config_log_id, Some(42));
+        assert!(!format!("{view:?}").contains("KEY"));
+        assert!(!format!("{view:?}").contains("PW"));
+    }
+}
