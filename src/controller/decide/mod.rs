@@ -16,6 +16,10 @@ use k8s_openapi::{
     jiff::{Timestamp, Unit},
 };
 use kube::ResourceExt;
+
+mod prune;
+pub use prune::Removal;
+use prune::{removal_notice, removals};
 use serde_json::json;
 
 use super::{
@@ -83,15 +87,6 @@ pub enum Create {
     /// The embedded database's credentials for this stack: the passwords
     /// are made when the Secret is written, never held in a decision.
     DatabaseCredentials(Owner),
-}
-
-/// An object the operator applied before that the spec no longer wants.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Removal {
-    /// Its kind.
-    pub kind: String,
-    /// Its name.
-    pub name: String,
 }
 
 /// Everything one pass does, in the order it is done.
@@ -353,64 +348,6 @@ fn changes(objects: Vec<Object>, observed: &Observed) -> Vec<(Object, String)> {
             (!same).then_some((object, hash))
         })
         .collect()
-}
-
-/// What the operator applied before (it carries the applied hash) that
-/// `objects` no longer holds. Stage outputs carry no hash and are never
-/// removed: they are key material and records, and re-enabling a component
-/// brings them back unchanged. The trust root is kept too: while it cannot
-/// be rebuilt it is still what clients verify against.
-fn removals(owner: &Owner, objects: &[Object], observed: &Observed) -> Vec<Removal> {
-    let wanted: BTreeSet<(&str, &str)> = objects.iter().map(|o| (o.kind(), o.name())).collect();
-    let trust_root = owner.name_of(names::TRUST_ROOT);
-    observed
-        .applied
-        .iter()
-        .filter(|((kind, name), hash)| {
-            hash.is_some()
-                && !wanted.contains(&(kind.as_str(), name.as_str()))
-                && !(kind == "ConfigMap" && *name == trust_root)
-        })
-        .map(|((kind, name), _)| Removal {
-            kind: kind.clone(),
-            name: name.clone(),
-        })
-        .collect()
-}
-
-/// The Event saying what was removed, and why.
-fn removal_notice(spec: &SigstoreStackSpec, removed: &[Removal]) -> Option<Notice> {
-    if removed.is_empty() {
-        return None;
-    }
-    let listed: Vec<String> = removed
-        .iter()
-        .map(|r| format!("{} {}", r.kind, r.name))
-        .collect();
-    let off: Vec<&str> = Component::ALL
-        .into_iter()
-        .filter(|c| !c.wanted(spec))
-        .map(|c| c.switched_off(spec))
-        .collect();
-    let why = if off.is_empty() {
-        "the spec no longer asks for them".to_owned()
-    } else {
-        off.join("; ")
-    };
-    Some(Notice {
-        warning: false,
-        reason: "Removed".into(),
-        note: format!(
-            "Deleted {} ({why}); key material is kept.",
-            listed.join(", ")
-        ),
-        // Events of one action and reason fold into one series that keeps
-        // the first note: each set of removals gets its own.
-        action: format!("Remove {}", listed.join(","))
-            .chars()
-            .take(128)
-            .collect(),
-    })
 }
 
 /// The decision for every enabled stage, and the Jobs to start. Each

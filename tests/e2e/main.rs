@@ -7,7 +7,11 @@
 //! exports, and every client verifies every bundle; cosign 3 signs and
 //! attests a container image in a real registry.
 
+mod images;
+mod rekor;
+#[path = "../support/mod.rs"]
 mod support;
+mod tuf;
 
 use std::{
     collections::BTreeMap,
@@ -219,45 +223,8 @@ async fn sample_stack_becomes_ready_and_every_client_signs_and_verifies() {
         .host_str()
         .unwrap()
         .to_owned();
-    assert_eq!(origin, format!("{name}-rekor.{}.svc", ns.name));
-    let first = checkpoint_origin(env.get("REKOR_URL")).await;
-    assert!(
-        first.starts_with(&format!("{origin} - ")),
-        "Rekor's checkpoint origin {first:?} is not {origin}"
-    );
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    let rekor_pods = ListParams::default().labels(&format!(
-        "app.kubernetes.io/name=rekor,app.kubernetes.io/instance={name}"
-    ));
-    let old = pods.list(&rekor_pods).await.unwrap().items.remove(0);
-    let old_name = old.metadata.name.clone().unwrap();
-    pods.delete(&old_name, &Default::default()).await.unwrap();
-    let new_name = support::eventually("a new Rekor Pod Ready", Duration::from_secs(120), || {
-        let pods = pods.clone();
-        let rekor_pods = rekor_pods.clone();
-        let old_name = old_name.clone();
-        async move {
-            let list = pods.list(&rekor_pods).await.ok()?;
-            list.items.into_iter().find_map(|p| {
-                let n = p.metadata.name.clone()?;
-                let ready = p
-                    .status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True");
-                (n != old_name && ready).then_some(n)
-            })
-        }
-    })
-    .await;
-    let again = checkpoint_origin(env.get("REKOR_URL")).await;
-    assert_eq!(
-        again, first,
-        "the checkpoint origin survives a new Rekor Pod ({old_name} → {new_name})"
-    );
-    figures.push_str(&format!(
-        "  Rekor checkpoint origin {first:?}, the same after its Pod {old_name} was replaced by {new_name}\n"
-    ));
+    figures
+        .push_str(&rekor::origin_survives_a_new_pod(&client, &ns.name, &name, &origin, &env).await);
 
     let token = env.get("OIDC_TOKEN").to_owned();
     let identity = env.get("SIGNER_IDENTITY").to_owned();
@@ -418,51 +385,15 @@ async fn sample_stack_becomes_ready_and_every_client_signs_and_verifies() {
     );
 
     // Both TUF clients bootstrap from the stack's own TUF workload and
-    // verify with nothing else: cosign 2 (`initialize`) and sigstore-python
-    // (`trust-instance`).
+    // verify with nothing else.
     let tuf_root = status
         .tuf
         .clone()
         .expect("tuf in status")
         .root
         .expect("root.json in status");
-    let root_json = out_dir.join("tuf/root.json");
-    assert_eq!(
-        std::fs::read_to_string(&root_json).unwrap(),
-        cms.get(&tuf_root.name).await.unwrap().data.unwrap()[&tuf_root.key]
-    );
-    let mirror = env.get("TUF_MIRROR").to_owned();
-    cosign2.initialize(&mirror, &root_json).await;
-    let (ok, log) = cosign2
-        .verify_as(
-            &signed[2].identity,
-            None,
-            &signed[2].blob,
-            &signed[2].bundle,
-        )
-        .await;
-    assert!(
-        ok,
-        "cosign verify-blob through the stack's TUF failed:\n{log}"
-    );
-    let instance = [format!("--instance={mirror}")];
-    let mut trust_instance = instance.to_vec();
-    trust_instance.extend(["trust-instance".to_owned(), root_json.display().to_string()]);
-    let (ok, log) = python.run(&trust_instance).await;
-    assert!(
-        ok,
-        "sigstore-python trust-instance with the stack's TUF:\n{log}"
-    );
-    let (ok, log) = python
-        .verify(
-            &instance,
-            false,
-            &signed[1].identity,
-            &signed[1].blob,
-            &signed[1].bundle,
-        )
-        .await;
-    assert!(ok, "sigstore-python verify through the stack's TUF:\n{log}");
+    let published = &cms.get(&tuf_root.name).await.unwrap().data.unwrap()[&tuf_root.key];
+    tuf::clients_verify(&env, &out_dir, published, &cosign2, &python, &signed).await;
 
     // The Rekor entry comes back from Rekor.
     let entry = tlog(&signed[0].bundle);
@@ -487,84 +418,9 @@ async fn sample_stack_becomes_ready_and_every_client_signs_and_verifies() {
 
     // Container images: cosign 3 signs one in a real registry and attaches
     // an attestation; verification needs only the stack's trust material.
-    let registry = Registry::start(&ns.name);
-    let image = registry.push_image("app", "v1", "the image\n").await;
-    let other = registry.push_image("app", "v2", "another image\n").await;
-    // Keyless with the exported signing config, as the README shows it.
-    let keyless = |command: &str, more: &[String]| {
-        let mut args = vec![
-            command.to_owned(),
-            "--yes".into(),
-            format!("--signing-config={}", env.get("SIGNING_CONFIG")),
-            format!("--trusted-root={}", trusted_root.display()),
-            format!("--identity-token={}", cosign3.token.display()),
-        ];
-        args.extend_from_slice(more);
-        args.push(image.clone());
-        args
-    };
-    let (ok, log) = cosign3.run(&keyless("sign", &[])).await;
-    assert!(ok, "cosign 3 sign of {image}:\n{log}");
-    let predicate = cosign3.work.join("predicate.json");
-    std::fs::write(
-        &predicate,
-        r#"{"buildDefinition": {"buildType": "https://example.com/e2e"}, "runDetails": {}}"#,
-    )
-    .unwrap();
-    let (ok, log) = cosign3
-        .run(&keyless(
-            "attest",
-            &[
-                "--type=slsaprovenance1".into(),
-                format!("--predicate={}", predicate.display()),
-            ],
-        ))
-        .await;
-    assert!(ok, "cosign 3 attest of {image}:\n{log}");
-    let verify = |command: &str, image: &str, identity: &str| {
-        let mut args = vec![
-            command.to_owned(),
-            format!("--trusted-root={}", trusted_root.display()),
-            format!("--certificate-identity={identity}"),
-            format!("--certificate-oidc-issuer={CLUSTER_ISSUER}"),
-        ];
-        if command == "verify-attestation" {
-            args.push("--type=slsaprovenance1".into());
-        }
-        args.push(image.to_owned());
-        args
-    };
-    for command in ["verify", "verify-attestation"] {
-        let (ok, log) = cosign3.run(&verify(command, &image, &identity)).await;
-        assert!(ok, "cosign 3 {command} {image}:\n{log}");
-        let (ok, _) = cosign3.run(&verify(command, &other, &identity)).await;
-        assert!(!ok, "cosign 3 {command} must refuse an image nobody signed");
-        let stranger = format!(
-            "https://kubernetes.io/namespaces/{}/serviceaccounts/other",
-            ns.name
-        );
-        let (ok, _) = cosign3.run(&verify(command, &image, &stranger)).await;
-        assert!(!ok, "cosign 3 {command} must refuse another identity");
-    }
+    images::sign_and_verify(&env, &trusted_root, &cosign3, &identity, &ns.name).await;
     figures.push_str("  OCI image: cosign 3.1.3 sign + attest; verify and verify-attestation pass, and refuse another image and another identity\n");
     write_figures(&figures);
-}
-
-/// The first line of Rekor's current checkpoint: `<origin> - <tree ID>`.
-/// Waits for Rekor to answer: after a Pod change the Service's endpoints
-/// follow a moment later, as in a cluster.
-async fn checkpoint_origin(rekor: &str) -> String {
-    support::eventually("Rekor's log info", Duration::from_secs(60), || async {
-        let log: Value = reqwest::get(format!("{rekor}/api/v1/log"))
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let note = log["signedTreeHead"].as_str()?;
-        note.lines().next().map(str::to_owned)
-    })
-    .await
 }
 
 /// The figures, shown after `make test` (the harness hides a passing
