@@ -121,6 +121,9 @@ build_sigstore() {
   go_install fulcio "$FULCIO_VERSION" github.com/sigstore/fulcio
   go_install rekor-server "$REKOR_VERSION" github.com/sigstore/rekor/cmd/rekor-server
   go_install timestamp-server "$TSA_VERSION" github.com/sigstore/timestamp-authority/v2/cmd/timestamp-server
+  # Both build a binary named `posix`; go_install renames it.
+  go_install rekor-tiles-server "$REKOR_TILES_VERSION" github.com/sigstore/rekor-tiles/v2/cmd/rekor-server/posix
+  go_install tesseract "$TESSERACT_VERSION" github.com/transparency-dev/tesseract/cmd/tesseract/posix
   go_install cosign "$COSIGN_VERSION" github.com/sigstore/cosign/v2/cmd/cosign
   go_install cosign3 "$COSIGN3_VERSION" github.com/sigstore/cosign/v3/cmd/cosign
   go_install registry "$REGISTRY_VERSION" github.com/distribution/distribution/v3/cmd/registry

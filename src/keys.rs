@@ -15,6 +15,35 @@ use zeroize::Zeroizing;
 
 use crate::api::KeyAlgorithm;
 
+/// What a key is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    /// ECDSA on NIST P-256.
+    EcdsaP256,
+    /// ECDSA on NIST P-384.
+    EcdsaP384,
+    /// RSA (3072 bits when generated here).
+    Rsa,
+    /// Ed25519 (for the Rekor v2 log, whose checkpoints witnesses cosign).
+    Ed25519,
+}
+
+impl From<KeyAlgorithm> for Algorithm {
+    fn from(a: KeyAlgorithm) -> Self {
+        match a {
+            KeyAlgorithm::EcdsaP256 => Self::EcdsaP256,
+            KeyAlgorithm::EcdsaP384 => Self::EcdsaP384,
+            KeyAlgorithm::Rsa3072 => Self::Rsa,
+        }
+    }
+}
+
+/// The SubjectPublicKeyInfo DER of an Ed25519 key is this prefix and the
+/// 32-byte key (RFC 8410).
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
 /// PBKDF2 rounds for encrypted keys (what scaffolding and cosign use).
 const PBKDF2_ROUNDS: u32 = 100_000;
 
@@ -36,7 +65,7 @@ pub enum KeyError {
 pub struct PrivateKey {
     pkcs8: Zeroizing<Vec<u8>>,
     /// The algorithm.
-    pub algorithm: KeyAlgorithm,
+    pub algorithm: Algorithm,
     /// The public key, SubjectPublicKeyInfo DER.
     pub public_der: Vec<u8>,
 }
@@ -55,30 +84,49 @@ fn enc(e: impl std::fmt::Display) -> KeyError {
 
 impl PrivateKey {
     /// A fresh key.
-    pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, KeyError> {
-        let pkcs8 = match algorithm {
-            KeyAlgorithm::EcdsaP256 => p256::SecretKey::random(&mut OsRng)
+    pub fn generate(algorithm: impl Into<Algorithm>) -> Result<Self, KeyError> {
+        let pkcs8 = match algorithm.into() {
+            Algorithm::EcdsaP256 => p256::SecretKey::random(&mut OsRng)
                 .to_pkcs8_der()
                 .map_err(enc)?,
-            KeyAlgorithm::EcdsaP384 => p384::SecretKey::random(&mut OsRng)
+            Algorithm::EcdsaP384 => p384::SecretKey::random(&mut OsRng)
                 .to_pkcs8_der()
                 .map_err(enc)?,
-            KeyAlgorithm::Rsa3072 => rsa::RsaPrivateKey::new(&mut OsRng, 3072)
+            Algorithm::Rsa => rsa::RsaPrivateKey::new(&mut OsRng, 3072)
                 .map_err(enc)?
                 .to_pkcs8_der()
                 .map_err(enc)?,
+            Algorithm::Ed25519 => {
+                // Version 1 (no public key inside): what Go's
+                // x509.ParsePKCS8PrivateKey and OpenSSL read everywhere.
+                let rng = aws_lc_rs::rand::SystemRandom::new();
+                let doc = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8v1(&rng)
+                    .map_err(|e| enc(format!("Ed25519: {e}")))?;
+                return Self::from_pkcs8_der(doc.as_ref());
+            }
         };
         Self::from_pkcs8_der(pkcs8.as_bytes())
     }
 
-    /// Reads PKCS#8 DER (P-256, P-384 or RSA of 2048 to 4096 bits).
+    /// Reads PKCS#8 DER (P-256, P-384, RSA of 2048 to 4096 bits, or
+    /// Ed25519).
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
+        use aws_lc_rs::signature::KeyPair as _;
         let pkcs8 = Zeroizing::new(der.to_vec());
+        if let Ok(k) = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+            let mut public_der = ED25519_SPKI_PREFIX.to_vec();
+            public_der.extend_from_slice(k.public_key().as_ref());
+            return Ok(Self {
+                pkcs8,
+                algorithm: Algorithm::Ed25519,
+                public_der,
+            });
+        }
         if let Ok(k) = p256::SecretKey::from_pkcs8_der(der) {
             let public_der = k.public_key().to_public_key_der().map_err(enc)?;
             return Ok(Self {
                 pkcs8,
-                algorithm: KeyAlgorithm::EcdsaP256,
+                algorithm: Algorithm::EcdsaP256,
                 public_der: public_der.into_vec(),
             });
         }
@@ -86,7 +134,7 @@ impl PrivateKey {
             let public_der = k.public_key().to_public_key_der().map_err(enc)?;
             return Ok(Self {
                 pkcs8,
-                algorithm: KeyAlgorithm::EcdsaP384,
+                algorithm: Algorithm::EcdsaP384,
                 public_der: public_der.into_vec(),
             });
         }
@@ -103,12 +151,12 @@ impl PrivateKey {
                 .map_err(enc)?;
             return Ok(Self {
                 pkcs8,
-                algorithm: KeyAlgorithm::Rsa3072,
+                algorithm: Algorithm::Rsa,
                 public_der: public_der.into_vec(),
             });
         }
         Err(KeyError::Unsupported(
-            "unsupported private key: expected ECDSA P-256, ECDSA P-384 or RSA".into(),
+            "unsupported private key: expected ECDSA P-256, ECDSA P-384, RSA or Ed25519".into(),
         ))
     }
 
@@ -186,6 +234,29 @@ impl PrivateKey {
         Ok(pem.to_string())
     }
 
+    /// The private key as unencrypted SEC1 PEM `EC PRIVATE KEY` naming
+    /// its curve (Go's x509.ParseECPrivateKey, which TesseraCT uses, needs
+    /// the curve inside); `None` for a key that is not ECDSA.
+    pub fn sec1_pem(&self) -> Option<Zeroizing<String>> {
+        use pkcs8::der::Encode;
+        if !matches!(self.algorithm, Algorithm::EcdsaP256 | Algorithm::EcdsaP384) {
+            return None;
+        }
+        let info = PrivateKeyInfo::try_from(self.pkcs8.as_slice()).ok()?;
+        let curve = info.algorithm.parameters_oid().ok()?;
+        let mut sec1 = sec1::EcPrivateKey::from_der(info.private_key).ok()?;
+        sec1.parameters = Some(sec1::EcParameters::NamedCurve(curve));
+        let der = Zeroizing::new(sec1.to_der().ok()?);
+        Some(Zeroizing::new(pem_encode("EC PRIVATE KEY", &der)))
+    }
+
+    /// The raw 32-byte public key of an Ed25519 key.
+    pub fn ed25519_public(&self) -> Option<&[u8]> {
+        (self.algorithm == Algorithm::Ed25519)
+            .then(|| self.public_der.get(ED25519_SPKI_PREFIX.len()..))
+            .flatten()
+    }
+
     /// A signer for building certificates.
     pub fn rcgen_key(&self) -> Result<rcgen::KeyPair, KeyError> {
         rcgen::KeyPair::try_from(self.pkcs8.as_slice()).map_err(enc)
@@ -233,7 +304,7 @@ mod tests {
             );
             let back = PrivateKey::from_pem(&pem, Some(&password)).unwrap();
             assert_eq!(back.public_der, key.public_der, "{alg:?}");
-            assert_eq!(back.algorithm, alg);
+            assert_eq!(back.algorithm, Algorithm::from(alg));
             assert!(matches!(
                 PrivateKey::from_pem(&pem, Some("wrong")),
                 Err(KeyError::Decrypt)
@@ -286,7 +357,45 @@ mod tests {
         let k = p256::SecretKey::random(&mut OsRng);
         let sec1 = k.to_sec1_pem(LineEnding::LF).unwrap();
         let key = PrivateKey::from_pem(&sec1, None).unwrap();
-        assert_eq!(key.algorithm, KeyAlgorithm::EcdsaP256);
+        assert_eq!(key.algorithm, Algorithm::EcdsaP256);
+        let again = key.sec1_pem().unwrap();
+        assert!(again.starts_with("-----BEGIN EC PRIVATE KEY-----\n"));
+        let (_, der) = pkcs8::der::pem::decode_vec(again.as_bytes()).unwrap();
+        let parsed = sec1::EcPrivateKey::from_der(&der).unwrap();
+        assert_eq!(
+            parsed
+                .parameters
+                .and_then(|p| p.named_curve())
+                .map(|o| o.to_string()),
+            Some("1.2.840.10045.3.1.7".to_owned()),
+            "the curve is named inside"
+        );
+        assert_eq!(
+            PrivateKey::from_pem(&again, None).unwrap().public_der,
+            key.public_der
+        );
+    }
+
+    #[test]
+    fn ed25519_keys_are_pkcs8_v1_with_an_rfc8410_public_key() {
+        let key = PrivateKey::generate(Algorithm::Ed25519).unwrap();
+        assert_eq!(key.algorithm, Algorithm::Ed25519);
+        assert_eq!(key.public_der.len(), 44);
+        assert_eq!(key.ed25519_public().map(<[u8]>::len), Some(32));
+        let info = PrivateKeyInfo::try_from(key.pkcs8_der()).unwrap();
+        assert!(info.public_key.is_none(), "version 1: no public key inside");
+        let pem = key.encrypted_pem("pw").unwrap();
+        let back = PrivateKey::from_pem(&pem, Some("pw")).unwrap();
+        assert_eq!(back.public_der, key.public_der);
+        assert!(key.sec1_pem().is_none());
+        // The public key parses as an SPKI with the Ed25519 OID.
+        let (_, spki) =
+            <x509_parser::x509::SubjectPublicKeyInfo as x509_parser::prelude::FromDer<
+                '_,
+                x509_parser::error::X509Error,
+            >>::from_der(&key.public_der)
+            .unwrap();
+        assert_eq!(spki.algorithm.algorithm.to_id_string(), "1.3.101.112");
     }
 
     #[test]

@@ -230,6 +230,29 @@ fn authority(
     })
 }
 
+/// The OID of Ed25519 keys (RFC 8410).
+const ED25519_OID: &str = "1.3.101.112";
+
+/// A log's ID as clients compute it from its public key (SPKI DER) and
+/// its origin: for an Ed25519 key, the C2SP signed-note key hash,
+/// SHA-256(origin ‖ `\n` ‖ 0x01 ‖ the 32-byte key), which is what Rekor v2
+/// names itself by; for every other key, SHA-256 of the DER key (Rekor v1,
+/// ct_server, TesseraCT, and Rekor v2 on ECDSA). `None` when `spki` is
+/// not a public key.
+pub fn log_key_id(origin: &str, spki: &[u8]) -> Option<Vec<u8>> {
+    let (_, parsed) = SubjectPublicKeyInfo::from_der(spki).ok()?;
+    if parsed.algorithm.algorithm.to_id_string() == ED25519_OID {
+        let raw: &[u8] = &parsed.subject_public_key.data;
+        let mut hash = Sha256::new();
+        hash.update(origin.as_bytes());
+        hash.update(b"\n");
+        hash.update([0x01]);
+        hash.update(raw);
+        return Some(hash.finalize().to_vec());
+    }
+    Some(Sha256::digest(spki).to_vec())
+}
+
 fn log(
     what: &'static str,
     pem: &str,

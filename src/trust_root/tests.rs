@@ -180,3 +180,27 @@ fn bad_material_is_named() {
         "Rekor's public key is not a PEM public key"
     );
 }
+
+#[test]
+fn an_ed25519_log_is_named_by_its_note_key_hash_and_others_by_their_der() {
+    use crate::keys::{Algorithm, PrivateKey};
+    let ed = PrivateKey::generate(Algorithm::Ed25519).unwrap();
+    let raw = ed.ed25519_public().unwrap();
+    let mut input = b"demo-rekor-v2.ns1.svc\n\x01".to_vec();
+    input.extend_from_slice(raw);
+    assert_eq!(
+        log_key_id("demo-rekor-v2.ns1.svc", &ed.public_der).unwrap(),
+        Sha256::digest(&input).to_vec()
+    );
+    assert_ne!(
+        log_key_id("other.ns1.svc", &ed.public_der),
+        log_key_id("demo-rekor-v2.ns1.svc", &ed.public_der),
+        "the origin is part of an Ed25519 log's ID"
+    );
+    let ec = PrivateKey::generate(Algorithm::EcdsaP256).unwrap();
+    assert_eq!(
+        log_key_id("any.origin", &ec.public_der).unwrap(),
+        Sha256::digest(&ec.public_der).to_vec()
+    );
+    assert_eq!(log_key_id("x", b"not a key"), None);
+}

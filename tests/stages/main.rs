@@ -29,6 +29,7 @@ use support::{
 
 mod keys;
 mod servers;
+mod tiles;
 mod trees;
 
 /// Every stack name the tests use.

@@ -13,17 +13,22 @@ use super::{
     secrets::{self, Created, Data},
 };
 use crate::{
-    api::KeyAlgorithm,
-    keys::{PrivateKey, random_password},
+    keys::{Algorithm, PrivateKey, random_password},
     names,
 };
 
 /// Keys of the signer Secret.
 pub const REQUIRED: &[&str] = &["private", "password", "public"];
 
-/// A new signing key, as Secret data.
+/// A new Rekor v1 signing key (ECDSA P-256), as Secret data.
 pub fn generate() -> Result<Data, StageError> {
-    key_data(&PrivateKey::generate(KeyAlgorithm::EcdsaP256)?)
+    generate_with(Algorithm::EcdsaP256)
+}
+
+/// A new signing key of `algorithm` (Rekor v2 takes Ed25519 or ECDSA), as
+/// Secret data.
+pub fn generate_with(algorithm: Algorithm) -> Result<Data, StageError> {
+    key_data(&PrivateKey::generate(algorithm)?)
 }
 
 /// `key` as Secret data: `private` (PKCS#8 encrypted under a fresh random
@@ -70,8 +75,13 @@ mod tests {
         let text = |k| secrets::text(&d, k).unwrap();
         assert!(text("private").starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
         let key = PrivateKey::from_pem(text("private"), Some(text("password"))).unwrap();
-        assert_eq!(key.algorithm, KeyAlgorithm::EcdsaP256);
+        assert_eq!(key.algorithm, Algorithm::EcdsaP256);
         assert_eq!(key.public_pem(), text("public"));
         assert!(!text("private").contains(text("password")));
+        let d = generate_with(Algorithm::Ed25519).unwrap();
+        let text = |k| secrets::text(&d, k).unwrap();
+        let key = PrivateKey::from_pem(text("private"), Some(text("password"))).unwrap();
+        assert_eq!(key.algorithm, Algorithm::Ed25519);
+        assert_eq!(key.public_pem(), text("public"));
     }
 }
