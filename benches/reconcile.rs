@@ -37,6 +37,7 @@ fn main() {
         images: Images::for_spec(&spec, "sigstore-operator:dev", &Default::default()),
         cluster_issuer: Some("https://kubernetes.default.svc.cluster.local"),
         ctlog_roots: vec!["fulcio-0".into()],
+        tesseract_roots: Vec::new(),
         trust_root: None,
         healed_trees: Default::default(),
         lost_trees: Vec::new(),

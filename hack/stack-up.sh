@@ -83,20 +83,24 @@ if ! k -n "$NS" wait --for=condition=Ready "sst/$NAME" --timeout="$WAIT_TIMEOUT"
 fi
 
 status() { k -n "$NS" get "sst/$NAME" -o "jsonpath={$1}"; }
-# url SERVICE PATH: how the runner reaches Service SERVICE (port 80).
+# url SERVICE [PATH [PORT]]: how the runner reaches Service SERVICE (port
+# PORT, 80 by default).
 url() {
-  local svc="$NAME-$1" path="${2:-}"
+  local svc="$NAME-$1" path="${2:-}" svc_port="${3:-80}"
   if [[ -z "$(k -n "$NS" get svc "$svc" --ignore-not-found -o name)" ]]; then
     return 0
   fi
   case "$EXPOSE" in
     cluster-ip)
-      printf 'http://%s%s' "$(k -n "$NS" get svc "$svc" -o jsonpath='{.spec.clusterIP}')" "$path"
+      local ip suffix=""
+      ip="$(k -n "$NS" get svc "$svc" -o jsonpath='{.spec.clusterIP}')"
+      [[ "$svc_port" == 80 ]] || suffix=":$svc_port"
+      printf 'http://%s%s%s' "$ip" "$suffix" "$path"
       ;;
     port-forward)
       local port
       port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-      nohup "$KUBECTL" -n "$NS" port-forward "svc/$svc" "$port:80" >"$OUT_DIR/port-forward-$1.log" 2>&1 &
+      nohup "$KUBECTL" -n "$NS" port-forward "svc/$svc" "$port:$svc_port" >"$OUT_DIR/port-forward-$1-$svc_port.log" 2>&1 &
       local pid=$!
       echo "$pid" >>"$OUT_DIR/port-forward.pids"
       local up=0
@@ -107,7 +111,7 @@ url() {
       if ((!up)); then
         kill "$pid" 2>/dev/null || true
         log "kubectl port-forward svc/$svc did not come up in 10 s; its log:"
-        cat "$OUT_DIR/port-forward-$1.log" >&2
+        cat "$OUT_DIR/port-forward-$1-$svc_port.log" >&2
         exit 1
       fi
       printf 'http://127.0.0.1:%s%s' "$port" "$path"
@@ -145,8 +149,17 @@ chmod +x "$OUT_DIR/oidc-token"
 # One address per Service, reused for every URL that names it.
 fulcio_url="$(url fulcio)"
 rekor_url="$(url rekor)"
+# Rekor v2 and TesseraCT, when they run (`generation: v2|both`, `backend:
+# tesseract`); their read paths (checkpoint, tiles) on port 8080.
+rekor_v2_url="$(url rekor-v2)"
+rekor_v2_read_url="$(url rekor-v2 "" 8080)"
 tsa_base="$(url tsa)"
 ctlog_url="$(url ctlog "/$(k -n "$NS" get "sst/$NAME" -o jsonpath='{.spec.ctlog.prefix}')")"
+ctlog_read_url=""
+if [[ -z "$ctlog_url" ]]; then
+  ctlog_url="$(url tesseract)"
+  ctlog_read_url="$(url tesseract "" 8080)"
+fi
 tuf_url="$(url tuf)"
 
 # The signing config's URLs name in-cluster hosts (<stack>-<part>.<ns>.svc),
@@ -155,7 +168,8 @@ tuf_url="$(url tuf)"
 # root itself is unchanged: its log URLs' hosts are the logs' origins, which
 # verifiers check checkpoints against.
 python3 - "$OUT_DIR" "http://$NAME-fulcio.$NS.svc=$fulcio_url" \
-  "http://$NAME-rekor.$NS.svc=$rekor_url" "http://$NAME-tsa.$NS.svc=$tsa_base" <<'PY'
+  "http://$NAME-rekor.$NS.svc=$rekor_url" "http://$NAME-rekor-v2.$NS.svc=$rekor_v2_url" \
+  "http://$NAME-tsa.$NS.svc=$tsa_base" <<'PY'
 import json, sys
 from urllib.parse import urlsplit
 out, pairs = sys.argv[1], [a.split("=", 1) for a in sys.argv[2:]]
@@ -187,7 +201,10 @@ PY
 {
   echo "FULCIO_URL=$fulcio_url"
   echo "REKOR_URL=$rekor_url"
+  echo "REKOR_V2_URL=$rekor_v2_url"
+  echo "REKOR_V2_READ_URL=$rekor_v2_read_url"
   echo "CTLOG_URL=$ctlog_url"
+  echo "CTLOG_READ_URL=$ctlog_read_url"
   echo "TSA_URL=${tsa_base:+$tsa_base/api/v1/timestamp}"
   echo "TUF_MIRROR=$tuf_url"
   echo "TUF_ROOT=$OUT_DIR/tuf"

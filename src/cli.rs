@@ -40,6 +40,20 @@ pub enum Command {
     Stage(StageCommand),
     /// Serve a TUF repository from a mounted repository ConfigMap.
     ServeTuf(ServeTufArgs),
+    /// Serve a tile-based log's read path (checkpoint and tiles) from its
+    /// volume, read-only.
+    ServeTiles(ServeTilesArgs),
+}
+
+/// Flags of `serve-tiles`.
+#[derive(Debug, clap::Args)]
+pub struct ServeTilesArgs {
+    /// Where the log's volume is mounted.
+    #[arg(long, default_value = "/var/run/tiles")]
+    pub dir: std::path::PathBuf,
+    /// Address to serve on.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "HTTP_ADDR")]
+    pub http_addr: SocketAddr,
 }
 
 /// Flags of `images`.
@@ -127,8 +141,10 @@ pub enum StageCommand {
     Createtree(CreateTreeArgs),
     /// Create Fulcio's CA, or import the user's, once.
     Createcerts(CreateCertsArgs),
-    /// Create Rekor's signing key once.
-    Rekorkey(StageArgs),
+    /// Create a Rekor log's signing key once.
+    Rekorkey(RekorKeyArgs),
+    /// Create TesseraCT's key once and keep the Fulcio roots it trusts.
+    Createtesseract(StageArgs),
     /// Create the CT log's key once and write ct_server's config.
     Createctconfig(CreateCtConfigArgs),
     /// Create the timestamp authority's key and certificate chain once.
@@ -136,6 +152,46 @@ pub enum StageCommand {
     /// Create the TUF role keys once and sign the TUF repository (again
     /// when its inputs change or a role comes due).
     Createtuf(CreateTufArgs),
+}
+
+/// Flags of `stage rekorkey`.
+#[derive(Debug, clap::Args)]
+pub struct RekorKeyArgs {
+    #[command(flatten)]
+    pub common: StageArgs,
+    /// Which Rekor's key: v1 (ECDSA P-256) or v2.
+    #[arg(long, value_enum, default_value = "v1")]
+    pub generation: GenerationArg,
+    /// The key of Rekor v2 (v1's is always ECDSA P-256).
+    #[arg(long, value_enum, default_value = "ed25519")]
+    pub key_algorithm: LogKeyAlgorithmArg,
+}
+
+/// Rekor generations on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GenerationArg {
+    /// Rekor v1.
+    V1,
+    /// Rekor v2.
+    V2,
+}
+
+/// Log key algorithms on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogKeyAlgorithmArg {
+    /// Ed25519.
+    Ed25519,
+    /// ECDSA P-256.
+    EcdsaP256,
+}
+
+impl From<LogKeyAlgorithmArg> for crate::keys::Algorithm {
+    fn from(a: LogKeyAlgorithmArg) -> Self {
+        match a {
+            LogKeyAlgorithmArg::Ed25519 => Self::Ed25519,
+            LogKeyAlgorithmArg::EcdsaP256 => Self::EcdsaP256,
+        }
+    }
 }
 
 /// Flags of `stage createtuf`: each role's metadata lifetime.

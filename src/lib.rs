@@ -19,6 +19,7 @@ pub mod names;
 pub mod observed;
 pub mod retry;
 pub mod secret_data;
+pub mod serve_tiles;
 pub mod shutdown;
 pub mod stage;
 pub mod telemetry;

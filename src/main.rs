@@ -5,12 +5,13 @@ use std::{process::ExitCode, sync::Arc};
 use clap::Parser;
 use sigstore_operator::{
     Error, Result,
-    cli::{Cli, Command, RunArgs, StageArgs, StageCommand},
+    cli::{Cli, Command, GenerationArg, RunArgs, StageArgs, StageCommand},
     controller, crd, health,
     metrics::Metrics,
     shutdown,
     stage::{
-        StageContext, createcertchain, createcerts, createctconfig, createtree, createtuf, rekorkey,
+        StageContext, createcertchain, createcerts, createctconfig, createtesseract, createtree,
+        createtuf, rekorkey,
     },
     telemetry, tuf,
 };
@@ -43,6 +44,10 @@ async fn main() -> ExitCode {
         Command::Stage(stage) => run_stage(stage).await,
         Command::ServeTuf(args) => {
             tuf::serve::serve(args.dir, args.http_addr, shutdown::on_signal()).await
+        }
+        Command::ServeTiles(args) => {
+            sigstore_operator::serve_tiles::serve(args.dir, args.http_addr, shutdown::on_signal())
+                .await
         }
     };
     match result {
@@ -95,8 +100,15 @@ async fn run_stage(stage: StageCommand) -> Result<()> {
             };
             createcerts::run(&context(args.common), &stage_args).await?;
         }
-        StageCommand::Rekorkey(common) => {
-            rekorkey::run(&context(common)).await?;
+        StageCommand::Rekorkey(args) => {
+            let log = match args.generation {
+                GenerationArg::V1 => rekorkey::Log::V1,
+                GenerationArg::V2 => rekorkey::Log::V2(args.key_algorithm.into()),
+            };
+            rekorkey::run(&context(args.common), log).await?;
+        }
+        StageCommand::Createtesseract(common) => {
+            createtesseract::run(&context(common)).await?;
         }
         StageCommand::Createcertchain(common) => {
             createcertchain::run(&context(common)).await?;

@@ -58,6 +58,32 @@ pub fn rekor_public(stack: &str) -> String {
     format!("{stack}-rekor-pub")
 }
 
+/// Rekor v2's signing key: keys `private`, `password`, `public`.
+pub fn rekor_v2_signer(stack: &str) -> String {
+    format!("{stack}-rekor-v2-signer")
+}
+
+/// Rekor v2's public key: key `public`.
+pub fn rekor_v2_public(stack: &str) -> String {
+    format!("{stack}-rekor-v2-pub")
+}
+
+/// TesseraCT's key and roots: keys `private` (unencrypted SEC1: the only
+/// form TesseraCT reads, so only this Secret protects it), `public`,
+/// `roots.pem` and `fulcio-0`, `fulcio-1`, ...
+pub fn tesseract_secret(stack: &str) -> String {
+    format!("{stack}-tesseract")
+}
+
+/// The key of TesseraCT's Secret holding every trusted root in one PEM
+/// file, its `--roots_pem_file`.
+pub const TESSERACT_ROOTS_KEY: &str = "roots.pem";
+
+/// TesseraCT's public key: key `public`.
+pub fn tesseract_public(stack: &str) -> String {
+    format!("{stack}-tesseract-pub")
+}
+
 /// The CT log's key and config: keys `private`, `public`, `config`,
 /// `fulcio-0`, `fulcio-1`, ...
 pub fn ctlog_secret(stack: &str) -> String {
@@ -111,6 +137,10 @@ pub const REKOR_REDIS: &str = "rekor-redis";
 pub const REKOR: &str = "rekor";
 /// The CT log (ct_server).
 pub const CTLOG: &str = "ctlog";
+/// Rekor v2 (rekor-tiles): its Deployment, Service and origin's host.
+pub const REKOR_V2: &str = "rekor-v2";
+/// TesseraCT: its Deployment, Service and origin's host.
+pub const TESSERACT: &str = "tesseract";
 /// Fulcio.
 pub const FULCIO: &str = "fulcio";
 /// The timestamp authority.

@@ -122,6 +122,14 @@ pub fn validate(spec: &SigstoreStackSpec) -> Vec<FieldError> {
             "requires spec.fulcio.enabled: the CT log trusts only Fulcio's root",
         );
     }
+    if spec.rekor.enabled && spec.rekor.generation.v2() && spec.fulcio.enabled && !spec.tsa.enabled
+    {
+        errors.push(
+            "spec.rekor.generation",
+            "v2 and both need spec.tsa.enabled while Fulcio is on: Rekor v2 returns no signed \
+             time, so a keyless signature is verified against the TSA's timestamp",
+        );
+    }
     if !is_path_segment(&spec.ctlog.prefix) {
         errors.push(
             "spec.ctlog.prefix",
@@ -251,6 +259,13 @@ mod tests {
                 Box::new(|s| s.ctlog.prefix = "-x".into()),
             ),
             ("spec.ctlog.enabled", Box::new(|s| s.fulcio.enabled = false)),
+            (
+                "spec.rekor.generation",
+                Box::new(|s| {
+                    s.rekor.generation = crate::api::RekorGeneration::V2;
+                    s.tsa.enabled = false;
+                }),
+            ),
             (
                 "spec.pod.resources",
                 Box::new(|s| s.pod.resources = Some(Default::default())),

@@ -5,6 +5,7 @@
 
 mod duration;
 mod fulcio;
+mod logs;
 mod pod;
 mod spec;
 mod status;
@@ -12,6 +13,7 @@ mod trillian;
 
 pub use duration::{Duration, ParseDurationError};
 pub use fulcio::*;
+pub use logs::*;
 pub use pod::PodSettings;
 pub use spec::*;
 pub use status::*;

@@ -5,7 +5,8 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    FulcioSpec, TrillianSpec, duration::Duration, pod::PodSettings, status::SigstoreStackStatus,
+    CtLogSpec, FulcioSpec, RekorSpec, TrillianSpec, duration::Duration, pod::PodSettings,
+    status::SigstoreStackStatus,
 };
 
 /// A private Sigstore stack: Trillian, Rekor, a certificate transparency log,
@@ -27,6 +28,7 @@ use super::{
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("!has(self.pod) || !has(self.pod.resources)").message("resources are set per component (e.g. spec.fulcio.pod.resources): one size fits no two of them").reason(Reason::FieldValueForbidden).field_path(".pod.resources"))]
+#[x_kube(validation = Rule::new("!(self.rekor.enabled && self.rekor.generation != 'v1' && self.fulcio.enabled) || self.tsa.enabled").message("rekor.generation v2 and both need tsa.enabled while Fulcio is on: Rekor v2 returns no signed time, so a keyless signature is verified against the TSA's timestamp").reason(Reason::FieldValueInvalid).field_path(".rekor.generation"))]
 #[x_kube(validation = Rule::new("!self.ctlog.enabled || self.fulcio.enabled").message("ctlog.enabled requires fulcio.enabled: the CT log trusts only Fulcio's root").reason(Reason::FieldValueInvalid).field_path(".ctlog.enabled"))]
 #[serde(rename_all = "camelCase")]
 pub struct SigstoreStackSpec {
@@ -88,82 +90,6 @@ pub struct WorkloadSpec {
     /// Scheduling and resources of its Pods.
     #[serde(default, skip_serializing_if = "PodSettings::is_unset")]
     pub pod: PodSettings,
-}
-
-/// Rekor, the signature transparency log (Rekor v1 on Trillian).
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct RekorSpec {
-    /// Whether to run Rekor.
-    #[serde(default = "enabled")]
-    pub enabled: bool,
-    /// Image of the Rekor server, overriding the pinned default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^[^\\\\s]+$')").message("must be a non-empty image reference without spaces"))]
-    #[schemars(length(max = 512))]
-    pub image: Option<String>,
-    /// Image of the Redis that holds Rekor's search index, overriding the
-    /// pinned default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^[^\\\\s]+$')").message("must be a non-empty image reference without spaces"))]
-    #[schemars(length(max = 512))]
-    pub redis_image: Option<String>,
-    /// Scheduling and resources of its Pods.
-    #[serde(default, skip_serializing_if = "PodSettings::is_unset")]
-    pub pod: PodSettings,
-    /// Scheduling and resources of the Redis Pod.
-    #[serde(default, skip_serializing_if = "PodSettings::is_unset")]
-    pub redis_pod: PodSettings,
-}
-
-impl Default for RekorSpec {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            image: None,
-            redis_image: None,
-            pod: PodSettings::default(),
-            redis_pod: PodSettings::default(),
-        }
-    }
-}
-
-/// The certificate transparency log.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct CtLogSpec {
-    /// Whether to run the CT log. It needs Fulcio, whose root it trusts.
-    #[serde(default = "enabled")]
-    pub enabled: bool,
-    /// Image of ct_server, overriding the pinned default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^[^\\\\s]+$')").message("must be a non-empty image reference without spaces"))]
-    #[schemars(length(max = 512))]
-    pub image: Option<String>,
-    /// The URL path segment the log is served under: the log answers at
-    /// `http://<stack>-ctlog.<namespace>.svc/<prefix>/ct/v1/...`.
-    #[serde(default = "default_ct_prefix")]
-    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9][A-Za-z0-9._-]*$')").message("must be a single URL path segment: letters, digits, '.', '_' or '-', starting with a letter or digit"))]
-    #[schemars(length(min = 1, max = 63))]
-    pub prefix: String,
-    /// Scheduling and resources of its Pods.
-    #[serde(default, skip_serializing_if = "PodSettings::is_unset")]
-    pub pod: PodSettings,
-}
-
-fn default_ct_prefix() -> String {
-    "sigstorescaffolding".into()
-}
-
-impl Default for CtLogSpec {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            image: None,
-            prefix: default_ct_prefix(),
-            pod: PodSettings::default(),
-        }
-    }
 }
 
 /// The RFC 3161 timestamp authority.

@@ -30,6 +30,9 @@ pub struct SigstoreStackStatus {
     /// Rekor's URL, tree and public key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rekor: Option<LogStatus>,
+    /// Rekor v2, when it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rekor_v2: Option<LogStatus>,
     /// The CT log's URL, tree and public key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ctlog: Option<LogStatus>,
@@ -86,6 +89,21 @@ pub struct LogStatus {
     /// The log's in-cluster base URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The name its checkpoints are signed under: the host of `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// The log's ID as clients compute it, hex: SHA-256 of its DER key, or
+    /// for an Ed25519 Rekor v2 key its note key hash.
+    #[serde(rename = "logID", default, skip_serializing_if = "Option::is_none")]
+    pub log_id: Option<String>,
+    /// Where monitors and witnesses read a tile-based log: `/checkpoint`,
+    /// `/tile/...`.
+    #[serde(rename = "readURL", default, skip_serializing_if = "Option::is_none")]
+    pub read_url: Option<String>,
+    /// Where a tile-based log keeps its tiles. On an emptyDir it starts
+    /// again empty when its Pod is replaced; its key and origin stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
     /// The Trillian tree the log writes to.
     #[serde(rename = "treeID", default, skip_serializing_if = "Option::is_none")]
     pub tree_id: Option<i64>,

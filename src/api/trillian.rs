@@ -57,7 +57,8 @@ pub struct TrillianDatabaseSpec {
     pub pod: PodSettings,
 }
 
-/// A PersistentVolumeClaim for the embedded database.
+/// A PersistentVolumeClaim the stack owns (for the embedded database or a
+/// log's tiles).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseStorage {

@@ -7,13 +7,18 @@
 //! that must handle it. The stages that make a component's keys name it
 //! ([`crate::stage::Stage::of`]).
 
-use crate::{api::SigstoreStackSpec, names};
+use crate::{
+    api::{CtLogBackend, SigstoreStackSpec},
+    names,
+};
 
 /// The server behind the transparency log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RekorBackend {
     /// Rekor v1 (rekor-server) on a Trillian tree, with its Redis.
     Trillian,
+    /// Rekor v2 (rekor-tiles), its tiles on a volume.
+    Tiles,
 }
 
 /// The server behind the certificate transparency log.
@@ -21,6 +26,8 @@ pub enum RekorBackend {
 pub enum CtBackend {
     /// ct_server (certificate-transparency-go) on a Trillian tree.
     Trillian,
+    /// TesseraCT, its tiles on a volume.
+    Tesseract,
 }
 
 /// A part of a stack that runs as workloads.
@@ -42,38 +49,47 @@ pub enum Component {
 
 impl RekorBackend {
     /// Every backend.
-    pub const ALL: [Self; 1] = [Self::Trillian];
+    pub const ALL: [Self; 2] = [Self::Trillian, Self::Tiles];
 
     /// The backends `spec` runs (none when the log is off).
     pub fn wanted(spec: &SigstoreStackSpec) -> Vec<Self> {
-        if spec.rekor.enabled {
-            vec![Self::Trillian]
-        } else {
-            Vec::new()
+        let g = spec.rekor.generation;
+        let mut out = Vec::new();
+        if spec.rekor.enabled && g.v1() {
+            out.push(Self::Trillian);
         }
+        if spec.rekor.enabled && g.v2() {
+            out.push(Self::Tiles);
+        }
+        out
     }
 
     /// Whether it keeps its log in a Trillian tree.
     pub fn on_trillian(self) -> bool {
         match self {
             Self::Trillian => true,
+            Self::Tiles => false,
         }
     }
 }
 
 impl CtBackend {
     /// Every backend.
-    pub const ALL: [Self; 1] = [Self::Trillian];
+    pub const ALL: [Self; 2] = [Self::Trillian, Self::Tesseract];
 
     /// The backend `spec` runs, if the log is on.
     pub fn wanted(spec: &SigstoreStackSpec) -> Option<Self> {
-        spec.ctlog.enabled.then_some(Self::Trillian)
+        spec.ctlog.enabled.then_some(match spec.ctlog.backend {
+            CtLogBackend::Ctfe => Self::Trillian,
+            CtLogBackend::Tesseract => Self::Tesseract,
+        })
     }
 
     /// Whether it keeps its log in a Trillian tree.
     pub fn on_trillian(self) -> bool {
         match self {
             Self::Trillian => true,
+            Self::Tesseract => false,
         }
     }
 }
@@ -81,10 +97,12 @@ impl CtBackend {
 impl Component {
     /// Every component and backend, in the order they are built and
     /// reported.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 8] = [
         Self::Trillian,
         Self::Rekor(RekorBackend::Trillian),
+        Self::Rekor(RekorBackend::Tiles),
         Self::Ctlog(CtBackend::Trillian),
+        Self::Ctlog(CtBackend::Tesseract),
         Self::Fulcio,
         Self::Tsa,
         Self::Tuf,
@@ -112,10 +130,15 @@ impl Component {
     pub fn switched_off(self, spec: &SigstoreStackSpec) -> &'static str {
         match self {
             Self::Trillian => {
-                "no log needs Trillian (spec.rekor.enabled and spec.ctlog.enabled are false)"
+                "no log runs on Trillian (Rekor v1 and ct_server are off: spec.rekor and \
+                 spec.ctlog)"
             }
-            Self::Rekor(RekorBackend::Trillian) => "spec.rekor.enabled is false",
-            Self::Ctlog(CtBackend::Trillian) => "spec.ctlog.enabled is false",
+            Self::Rekor(_) if !spec.rekor.enabled => "spec.rekor.enabled is false",
+            Self::Rekor(RekorBackend::Trillian) => "spec.rekor.generation is v2",
+            Self::Rekor(RekorBackend::Tiles) => "spec.rekor.generation is v1",
+            Self::Ctlog(_) if !spec.ctlog.enabled => "spec.ctlog.enabled is false",
+            Self::Ctlog(CtBackend::Trillian) => "spec.ctlog.backend is tesseract",
+            Self::Ctlog(CtBackend::Tesseract) => "spec.ctlog.backend is ctfe",
             Self::Fulcio => "spec.fulcio.enabled is false",
             Self::Tsa => "spec.tsa.enabled is false",
             Self::Tuf if !spec.tuf.enabled => "spec.tuf.enabled is false",
@@ -128,7 +151,9 @@ impl Component {
         match self {
             Self::Trillian => "TrillianAvailable",
             Self::Rekor(RekorBackend::Trillian) => "RekorAvailable",
+            Self::Rekor(RekorBackend::Tiles) => "RekorV2Available",
             Self::Ctlog(CtBackend::Trillian) => "CTLogAvailable",
+            Self::Ctlog(CtBackend::Tesseract) => "TesseraCTAvailable",
             Self::Fulcio => "FulcioAvailable",
             Self::Tsa => "TSAAvailable",
             Self::Tuf => "TUFAvailable",
@@ -141,7 +166,9 @@ impl Component {
         match self {
             Self::Trillian => "trillian",
             Self::Rekor(RekorBackend::Trillian) => names::REKOR,
+            Self::Rekor(RekorBackend::Tiles) => names::REKOR_V2,
             Self::Ctlog(CtBackend::Trillian) => names::CTLOG,
+            Self::Ctlog(CtBackend::Tesseract) => names::TESSERACT,
             Self::Fulcio => names::FULCIO,
             Self::Tsa => names::TSA,
             Self::Tuf => names::TUF,
@@ -153,7 +180,12 @@ impl Component {
         match self {
             Self::Rekor(RekorBackend::Trillian) => Some(names::Log::Rekor),
             Self::Ctlog(CtBackend::Trillian) => Some(names::Log::Ctlog),
-            Self::Trillian | Self::Fulcio | Self::Tsa | Self::Tuf => None,
+            Self::Rekor(RekorBackend::Tiles)
+            | Self::Ctlog(CtBackend::Tesseract)
+            | Self::Trillian
+            | Self::Fulcio
+            | Self::Tsa
+            | Self::Tuf => None,
         }
     }
 
@@ -169,7 +201,9 @@ impl Component {
                 parts
             }
             Self::Rekor(RekorBackend::Trillian) => vec![names::REKOR_REDIS, names::REKOR],
+            Self::Rekor(RekorBackend::Tiles) => vec![names::REKOR_V2],
             Self::Ctlog(CtBackend::Trillian) => vec![names::CTLOG],
+            Self::Ctlog(CtBackend::Tesseract) => vec![names::TESSERACT],
             Self::Fulcio => vec![names::FULCIO],
             Self::Tsa => vec![names::TSA],
             Self::Tuf => vec![names::TUF],
@@ -182,9 +216,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_spec_picks_each_log_s_backends_and_trillian_only_for_those_on_it() {
+        use crate::api::RekorGeneration;
+        let mut spec = SigstoreStackSpec::default();
+        let wanted = |spec: &SigstoreStackSpec| -> Vec<Component> {
+            Component::ALL
+                .into_iter()
+                .filter(|c| c.wanted(spec))
+                .collect()
+        };
+        assert!(!wanted(&spec).contains(&Component::Rekor(RekorBackend::Tiles)));
+        spec.rekor.generation = RekorGeneration::Both;
+        assert!(wanted(&spec).contains(&Component::Rekor(RekorBackend::Tiles)));
+        assert!(wanted(&spec).contains(&Component::Rekor(RekorBackend::Trillian)));
+        spec.rekor.generation = RekorGeneration::V2;
+        spec.ctlog.backend = CtLogBackend::Tesseract;
+        assert_eq!(
+            wanted(&spec),
+            [
+                Component::Rekor(RekorBackend::Tiles),
+                Component::Ctlog(CtBackend::Tesseract),
+                Component::Fulcio,
+                Component::Tsa,
+                Component::Tuf
+            ],
+            "no Trillian under tile-based logs"
+        );
+        assert_eq!(
+            Component::Rekor(RekorBackend::Trillian).switched_off(&spec),
+            "spec.rekor.generation is v2"
+        );
+        assert_eq!(
+            Component::Ctlog(CtBackend::Trillian).switched_off(&spec),
+            "spec.ctlog.backend is tesseract"
+        );
+    }
+
+    #[test]
     fn trillian_follows_the_logs_and_tuf_needs_something_to_serve() {
         let mut spec = SigstoreStackSpec::default();
-        assert!(Component::ALL.iter().all(|c| c.wanted(&spec)));
+        let tiles = [
+            Component::Rekor(RekorBackend::Tiles),
+            Component::Ctlog(CtBackend::Tesseract),
+        ];
+        assert!(
+            Component::ALL
+                .iter()
+                .filter(|c| !tiles.contains(c))
+                .all(|c| c.wanted(&spec))
+        );
         spec.rekor.enabled = false;
         assert!(Component::Trillian.wanted(&spec), "the CT log needs it");
         spec.ctlog.enabled = false;

@@ -28,11 +28,12 @@ pub fn objects(inputs: &Inputs<'_>) -> Result<Vec<Object>, serde_yaml::Error> {
     let owner = &inputs.owner;
     let spec = &inputs.spec.fulcio;
     let config = fulcio_config::render(spec, inputs.cluster_issuer)?;
-    let ct_log_url = if inputs.spec.ctlog.enabled {
-        ctlog::url(owner, &inputs.spec.ctlog.prefix)
-    } else {
-        // Empty turns CT submission off; Fulcio's default is a local URL.
-        String::new()
+    // Whichever CT log runs; empty turns CT submission off (Fulcio's
+    // default is a local URL).
+    let ct_log_url = match super::component::CtBackend::wanted(inputs.spec) {
+        Some(super::component::CtBackend::Trillian) => ctlog::url(owner, &inputs.spec.ctlog.prefix),
+        Some(super::component::CtBackend::Tesseract) => super::tesseract::url(owner),
+        None => String::new(),
     };
     let mut server = container(
         "fulcio",

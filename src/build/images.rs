@@ -23,17 +23,26 @@ pub const CTLOG: &str = "ghcr.io/sigstore/scaffolding/ct_server:v0.7.31@sha256:6
 /// Fulcio v1.8.8 (not v1.8.6, which breaks `…svc.cluster.local` issuers).
 pub const FULCIO: &str = "ghcr.io/sigstore/fulcio:v1.8.8@sha256:ef72cf56c64b7455ceda5268d1cc801b92992e7ce36b744b40b7761684d60753";
 
+/// Rekor v2 (rekor-tiles) v2.2.1, POSIX, as sigstore/scaffolding deploys it
+/// (config/rekor-tiles/rekor-tiles/300-rekor.yaml).
+pub const REKOR_V2: &str = "ghcr.io/sigstore/rekor-tiles/posix:v2.2.1@sha256:627422bf9da146d1d9ff4e1c1e8301a1780ab6ad9b32bccff51ecd9f8c820e41";
+/// TesseraCT v0.1.1, POSIX, as sigstore/scaffolding (config/ctlog/ctlog/
+/// 300-ctlog.yaml) and Fulcio's Dockerfile.tesseract pin it.
+pub const TESSERACT: &str = "ghcr.io/transparency-dev/tesseract/posix:v0.1.1@sha256:8269c32a1b1deb159ba75016421314cb5e68304c2813d444aca3efdf0e9d5027";
+
 /// timestamp-server v2.1.0.
 pub const TSA: &str = "ghcr.io/sigstore/timestamp-server:v2.1.0@sha256:8637f0482ed1ecb229b44ebd0afc760f6f57114a4d53c6953cf65c00218896b2";
 
 /// Every pinned image, for a mirror to copy (`sigstore-operator images`).
-pub const PINNED: [&str; 8] = [
+pub const PINNED: [&str; 10] = [
     MARIADB,
     TRILLIAN_LOG_SERVER,
     TRILLIAN_LOG_SIGNER,
     REDIS,
     REKOR,
+    REKOR_V2,
     CTLOG,
+    TESSERACT,
     FULCIO,
     TSA,
 ];
@@ -97,14 +106,20 @@ pub struct Images {
     pub redis: String,
     /// Rekor.
     pub rekor: String,
+    /// Rekor v2 (rekor-tiles).
+    pub rekor_v2: String,
     /// ct_server.
     pub ctlog: String,
+    /// TesseraCT.
+    pub tesseract: String,
     /// Fulcio.
     pub fulcio: String,
     /// timestamp-server.
     pub tsa: String,
     /// The TUF server: the operator's own image unless overridden.
     pub tuf: String,
+    /// The operator's own image (the logs' read path).
+    pub operator: String,
     /// Secrets every Pod of the stack pulls with.
     pub pull_secrets: Vec<String>,
 }
@@ -126,7 +141,9 @@ impl Images {
             log_signer: pick(&spec.trillian.log_signer.image, TRILLIAN_LOG_SIGNER),
             redis: pick(&spec.rekor.redis_image, REDIS),
             rekor: pick(&spec.rekor.image, REKOR),
+            rekor_v2: pick(&spec.rekor.v2.image, REKOR_V2),
             ctlog: pick(&spec.ctlog.image, CTLOG),
+            tesseract: pick(&spec.ctlog.tesseract.image, TESSERACT),
             fulcio: pick(&spec.fulcio.image, FULCIO),
             tsa: pick(&spec.tsa.image, TSA),
             tuf: spec
@@ -134,6 +151,7 @@ impl Images {
                 .image
                 .clone()
                 .unwrap_or_else(|| operator_image.into()),
+            operator: operator_image.into(),
             pull_secrets: source.pull_secrets.clone(),
         }
     }

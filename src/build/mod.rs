@@ -10,6 +10,9 @@ pub mod meta;
 pub mod pods;
 pub mod rbac;
 pub mod rekor;
+pub mod rekor_v2;
+pub mod tesseract;
+pub mod tiles;
 pub mod trillian;
 pub mod tsa;
 pub mod tuf;
@@ -17,7 +20,7 @@ pub mod workload;
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{ConfigMap, Service, ServiceAccount},
+    core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount},
     rbac::v1::{Role, RoleBinding},
 };
 use serde::Serialize;
@@ -44,6 +47,8 @@ pub struct Inputs<'a> {
     /// The Fulcio root keys (`fulcio-0`, ...) the CT log's Secret holds, so
     /// ct_server mounts every root its config names.
     pub ctlog_roots: Vec<String>,
+    /// The Fulcio root keys TesseraCT's Secret holds: a new one restarts it.
+    pub tesseract_roots: Vec<String>,
     /// `trusted_root.json`, `signing_config.json` and `trust_config.json`
     /// to publish, once the stages that feed them are done.
     pub trust_root: Option<crate::trust_root::Published>,
@@ -123,7 +128,9 @@ pub fn objects(inputs: &Inputs<'_>) -> Result<Vec<Object>, serde_yaml::Error> {
         out.extend(match component {
             Component::Trillian => trillian::objects(inputs),
             Component::Rekor(component::RekorBackend::Trillian) => rekor::objects(inputs),
+            Component::Rekor(component::RekorBackend::Tiles) => rekor_v2::objects(inputs),
             Component::Ctlog(component::CtBackend::Trillian) => ctlog::objects(inputs),
+            Component::Ctlog(component::CtBackend::Tesseract) => tesseract::objects(inputs),
             Component::Fulcio => fulcio::objects(inputs)?,
             Component::Tsa => tsa::objects(inputs),
             Component::Tuf => tuf::objects(inputs),
@@ -142,6 +149,27 @@ pub fn objects(inputs: &Inputs<'_>) -> Result<Vec<Object>, serde_yaml::Error> {
     }
     pods::finish_all(&mut out, spec, &inputs.images.pull_secrets);
     Ok(out)
+}
+
+/// The PersistentVolumeClaims `spec` wants the stack to own: the embedded
+/// database's and each tile-based log's, where storage is given. The
+/// operator creates them once and never deletes them (they hold the logs).
+pub fn claims(owner: &Owner, spec: &SigstoreStackSpec) -> Vec<PersistentVolumeClaim> {
+    let mut out: Vec<PersistentVolumeClaim> =
+        trillian::database_claim(owner, spec).into_iter().collect();
+    for component in Component::ALL.into_iter().filter(|c| c.wanted(spec)) {
+        let storage = match component {
+            Component::Rekor(component::RekorBackend::Tiles) => spec.rekor.v2.storage.as_ref(),
+            Component::Ctlog(component::CtBackend::Tesseract) => {
+                spec.ctlog.tesseract.storage.as_ref()
+            }
+            _ => None,
+        };
+        if let Some(storage) = storage {
+            out.push(workload::claim(owner, component.label(), storage));
+        }
+    }
+    out
 }
 
 /// A short, stable hash of `value`'s JSON form: what the operator records
@@ -172,6 +200,7 @@ pub(crate) mod tests {
             images: Images::for_spec(spec, "sigstore-operator:dev", &Default::default()),
             cluster_issuer: Some("https://kubernetes.default.svc.cluster.local"),
             ctlog_roots: vec!["fulcio-0".into()],
+            tesseract_roots: vec!["fulcio-0".into()],
             trust_root: None,
             healed_trees: BTreeMap::new(),
             lost_trees: Vec::new(),

@@ -4,11 +4,7 @@
 
 use k8s_openapi::{
     ByteString,
-    api::core::v1::{
-        ConfigMap, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-        PersistentVolumeClaimVolumeSource, PodSpec, Secret, Volume, VolumeResourceRequirements,
-    },
-    apimachinery::pkg::api::resource::Quantity,
+    api::core::v1::{ConfigMap, PersistentVolumeClaim, PodSpec, Secret},
 };
 
 use super::{
@@ -100,19 +96,7 @@ pub fn database_secret(owner: &Owner, password: &str, root_password: &str) -> Se
 /// once and never changed: most of a claim's spec is immutable.
 pub fn database_claim(owner: &Owner, spec: &SigstoreStackSpec) -> Option<PersistentVolumeClaim> {
     let storage = spec.trillian.database.storage.as_ref()?;
-    (needed(spec) && embedded(spec)).then(|| PersistentVolumeClaim {
-        metadata: owner.meta(owner.name_of(TRILLIAN_DB), TRILLIAN_DB),
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".into()]),
-            storage_class_name: storage.storage_class_name.clone(),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some([("storage".to_owned(), Quantity(storage.size.clone()))].into()),
-                ..VolumeResourceRequirements::default()
-            }),
-            ..PersistentVolumeClaimSpec::default()
-        }),
-        status: None,
-    })
+    (needed(spec) && embedded(spec)).then(|| super::workload::claim(owner, TRILLIAN_DB, storage))
 }
 
 /// The log server's gRPC address, `host:port`.
@@ -166,17 +150,12 @@ fn database_objects(inputs: &Inputs<'_>, db: &Database) -> Vec<Object> {
         mount("tmp", "/tmp", true),
     ]);
     c.resources = Some(requests("50m", "256Mi"));
-    let data = match &inputs.spec.trillian.database.storage {
-        Some(_) => Volume {
-            name: "data".into(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: owner.name_of(TRILLIAN_DB),
-                read_only: Some(false),
-            }),
-            ..Volume::default()
-        },
-        None => scratch("data"),
-    };
+    let data = super::workload::storage_volume(
+        "data",
+        owner,
+        TRILLIAN_DB,
+        inputs.spec.trillian.database.storage.as_ref(),
+    );
     let pod = PodSpec {
         containers: vec![c],
         volumes: Some(vec![data, scratch("run"), scratch("tmp")]),

@@ -8,9 +8,10 @@ use k8s_openapi::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy},
         core::v1::{
             ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort, EnvVar,
-            EnvVarSource, KeyToPath, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-            SecretKeySelector, SecretVolumeSource, Service, ServicePort, ServiceSpec,
-            TCPSocketAction, Volume, VolumeMount,
+            EnvVarSource, KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+            PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe,
+            ResourceRequirements, SecretKeySelector, SecretVolumeSource, Service, ServicePort,
+            ServiceSpec, TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
         },
     },
     apimachinery::pkg::{
@@ -24,6 +25,7 @@ use super::{
     Object,
     meta::{self, Owner},
 };
+use crate::api::DatabaseStorage;
 
 /// A Deployment of one replica of `pod`, named `<stack>-<part>`. Replaced,
 /// not rolled, so two servers never share a database or a key at once.
@@ -254,5 +256,44 @@ pub fn mount(name: &str, path: &str, writable: bool) -> VolumeMount {
         mount_path: path.into(),
         read_only: Some(!writable),
         ..VolumeMount::default()
+    }
+}
+
+/// The PersistentVolumeClaim `<stack>-<part>` of `storage`, which the stack
+/// owns.
+pub fn claim(owner: &Owner, part: &str, storage: &DatabaseStorage) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: owner.meta(owner.name_of(part), part),
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some([("storage".to_owned(), Quantity(storage.size.clone()))].into()),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// Volume `name`: claim `<stack>-<part>` when `storage` is given, an
+/// emptyDir (lost with the Pod) otherwise.
+pub fn storage_volume(
+    name: &str,
+    owner: &Owner,
+    part: &str,
+    storage: Option<&DatabaseStorage>,
+) -> Volume {
+    match storage {
+        Some(_) => Volume {
+            name: name.into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: owner.name_of(part),
+                read_only: Some(false),
+            }),
+            ..Volume::default()
+        },
+        None => scratch(name),
     }
 }

@@ -83,6 +83,12 @@ pub fn publish(
         .trust_cluster_issuer
         .then_some(cluster_issuer)
         .flatten();
-    let config = trust_root::signing_config(&root, issuer);
+    // The logs that speak Rekor's v2 API.
+    let v2_logs: Vec<String> = crate::build::component::RekorBackend::wanted(spec)
+        .into_iter()
+        .filter(|b| *b == crate::build::component::RekorBackend::Tiles)
+        .map(|_| crate::build::rekor_v2::url(owner))
+        .collect();
+    let config = trust_root::signing_config(&root, issuer, &v2_logs);
     Published::of(&root, &config).map_err(|e| NotPublished::Invalid(e.to_string()))
 }

@@ -7,6 +7,7 @@
 pub mod createcertchain;
 pub mod createcerts;
 pub mod createctconfig;
+pub mod createtesseract;
 pub mod createtree;
 pub mod createtuf;
 pub mod job;

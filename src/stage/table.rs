@@ -6,7 +6,9 @@
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::{createcertchain, createcerts, createctconfig, createtree, createtuf, rekorkey};
+use super::{
+    createcertchain, createcerts, createctconfig, createtesseract, createtree, createtuf, rekorkey,
+};
 use crate::{
     api::SigstoreStackSpec,
     build::{Owner, Placeholder, component::Component},
@@ -19,14 +21,18 @@ use crate::{
 pub enum Stage {
     /// Fulcio's CA.
     Certs,
-    /// Rekor's signing key.
+    /// Rekor v1's signing key.
     RekorKey,
+    /// Rekor v2's signing key.
+    RekorV2Key,
     /// Rekor's Trillian tree.
     RekorTree,
     /// The CT log's Trillian tree.
     CtlogTree,
-    /// The CT log's key and config.
+    /// ct_server's key and config.
     CtConfig,
+    /// TesseraCT's key and roots.
+    TesseractConfig,
     /// The timestamp authority's key and chain.
     TsaChain,
     /// The TUF repository (role keys once; metadata signed and re-signed).
@@ -90,12 +96,14 @@ pub trait Rules: Sync {
 
 impl Stage {
     /// Every stage, in the order they are reported.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 9] = [
         Self::Certs,
         Self::RekorKey,
+        Self::RekorV2Key,
         Self::RekorTree,
         Self::CtlogTree,
         Self::CtConfig,
+        Self::TesseractConfig,
         Self::TsaChain,
         Self::Tuf,
     ];
@@ -104,10 +112,12 @@ impl Stage {
     pub fn rules(self) -> &'static dyn Rules {
         match self {
             Self::Certs => &createcerts::rules::Certs,
-            Self::RekorKey => &rekorkey::rules::RekorKey,
+            Self::RekorKey => &rekorkey::rules::V1,
+            Self::RekorV2Key => &rekorkey::rules::V2,
             Self::RekorTree => &createtree::rules::REKOR,
             Self::CtlogTree => &createtree::rules::CTLOG,
             Self::CtConfig => &createctconfig::rules::CtConfig,
+            Self::TesseractConfig => &createtesseract::rules::TesseractConfig,
             Self::TsaChain => &createcertchain::rules::TsaChain,
             Self::Tuf => &createtuf::rules::Tuf,
         }

@@ -57,7 +57,7 @@ pub enum TrustRootError {
     },
     /// A log key of a kind the trust root cannot describe.
     #[error(
-        "{what} uses a key type the trust root cannot describe (P-256 and P-384 are supported)"
+        "{what} uses a key type the trust root cannot describe (P-256, P-384 and Ed25519 are supported)"
     )]
     UnsupportedKey {
         /// Which input.
@@ -114,8 +114,10 @@ pub fn wanted(spec: &crate::api::SigstoreStackSpec) -> bool {
 pub struct Material {
     /// Fulcio's chain (PEM, root last) and URL.
     pub fulcio: Option<(String, String)>,
-    /// Rekor's public key (PEM) and URL.
+    /// Rekor v1's public key (PEM) and URL.
     pub rekor: Option<(String, String)>,
+    /// Rekor v2's public key (PEM) and URL (its host is its origin).
+    pub rekor_v2: Option<(String, String)>,
     /// The CT log's public key (PEM) and URL (prefix included).
     pub ctlog: Option<(String, String)>,
     /// The TSA's chain (PEM, leaf first) and URL.
@@ -127,8 +129,10 @@ pub struct Material {
 pub enum Slot {
     /// Fulcio's chain.
     Fulcio,
-    /// Rekor's key.
+    /// Rekor v1's key.
     Rekor,
+    /// Rekor v2's key.
+    RekorV2,
     /// The CT log's key.
     Ctlog,
     /// The TSA's chain.
@@ -141,6 +145,7 @@ impl Material {
         let entry = match slot {
             Slot::Fulcio => &mut self.fulcio,
             Slot::Rekor => &mut self.rekor,
+            Slot::RekorV2 => &mut self.rekor_v2,
             Slot::Ctlog => &mut self.ctlog,
             Slot::Tsa => &mut self.tsa,
         };
@@ -230,6 +235,22 @@ fn authority(
     })
 }
 
+/// The host of a log's URL: its checkpoint origin.
+pub fn origin_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['/', ':']).next().unwrap_or(rest)
+}
+
+/// [`log_key_id`] of a PEM public key, in hex.
+pub fn log_id_hex(origin: &str, public_pem: &str) -> Option<String> {
+    let der = ders("a log key", public_pem, "PUBLIC KEY")
+        .ok()?
+        .into_iter()
+        .next()?;
+    let id = log_key_id(origin, &der)?;
+    Some(id.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// The OID of Ed25519 keys (RFC 8410).
 const ED25519_OID: &str = "1.3.101.112";
 
@@ -276,10 +297,16 @@ fn log(
     ) {
         ("1.2.840.10045.2.1", Some("1.2.840.10045.3.1.7")) => PublicKeyDetails::PkixEcdsaP256Sha256,
         ("1.2.840.10045.2.1", Some("1.3.132.0.34")) => PublicKeyDetails::PkixEcdsaP384Sha384,
+        (ED25519_OID, None) => PublicKeyDetails::PkixEd25519,
         _ => return Err(TrustRootError::UnsupportedKey { what }),
     };
-    // For Rekor v1 and ct_server the log ID is SHA-256 of the DER key.
-    let key_id = Sha256::digest(&der).to_vec();
+    // Clients verify a log's checkpoints under the host of its `baseUrl`,
+    // which is also what an Ed25519 log's ID hashes.
+    let origin = origin_of(url);
+    let key_id = log_key_id(origin, &der).ok_or(TrustRootError::BadPem {
+        what,
+        expected: "public key",
+    })?;
     Ok(TransparencyLogInstance {
         base_url: url.to_owned(),
         hash_algorithm: HashAlgorithm::Sha2256 as i32,
@@ -294,13 +321,13 @@ fn log(
     })
 }
 
-/// Appends `current` unless an open entry already holds the same material;
-/// closes open entries that hold other material, and every open entry when
-/// there is no current material (the component was turned off), so
-/// signatures made while it ran still verify.
+/// Keeps open the entries that hold `current` material and appends the
+/// current material no open entry holds; closes every other open entry
+/// (its key changed, or its component or backend was turned off), so
+/// signatures made while it served still verify.
 fn merge<T>(
     previous: &[T],
-    current: Option<T>,
+    current: Vec<T>,
     same: impl Fn(&T, &T) -> bool,
     range: fn(&mut T) -> Option<&mut TimeRange>,
     now: Timestamp,
@@ -309,22 +336,29 @@ where
     T: Clone,
 {
     let mut out: Vec<T> = previous.to_vec();
-    // An open entry for the same material: nothing changed.
-    if let Some(current) = &current
-        && out
-            .iter_mut()
-            .any(|e| same(e, current) && range(e).is_some_and(|r| r.end.is_none()))
-    {
-        return out;
+    let mut kept = vec![false; out.len()];
+    let mut fresh = Vec::new();
+    for c in current {
+        let mut open = false;
+        for (i, e) in out.iter_mut().enumerate() {
+            if same(e, &c) && range(e).is_some_and(|r| r.end.is_none()) {
+                kept[i] = true;
+                open = true;
+            }
+        }
+        if !open {
+            fresh.push(c);
+        }
     }
-    for e in &mut out {
-        if let Some(r) = range(e)
+    for (e, kept) in out.iter_mut().zip(kept) {
+        if !kept
+            && let Some(r) = range(e)
             && r.end.is_none()
         {
             r.end = Some(timestamp(now));
         }
     }
-    out.extend(current);
+    out.extend(fresh);
     out
 }
 
@@ -352,11 +386,14 @@ pub fn trusted_root(
 ) -> Result<TrustedRoot, TrustRootError> {
     let empty = TrustedRoot::default();
     let prev = previous.unwrap_or(&empty);
-    let rekor = material
-        .rekor
-        .as_ref()
-        .map(|(pem, url)| log("Rekor's public key", pem, url, now))
-        .transpose()?;
+    // Rekor v2 first: the signing config lists the tlogs in this order.
+    let mut tlogs = Vec::new();
+    if let Some((pem, url)) = &material.rekor_v2 {
+        tlogs.push(log("Rekor v2's public key", pem, url, now)?);
+    }
+    if let Some((pem, url)) = &material.rekor {
+        tlogs.push(log("Rekor's public key", pem, url, now)?);
+    }
     let ctlog = material
         .ctlog
         .as_ref()
@@ -375,18 +412,24 @@ pub fn trusted_root(
         .transpose()?;
     Ok(TrustedRoot {
         media_type: TRUSTED_ROOT_MEDIA_TYPE.into(),
-        tlogs: merge(&prev.tlogs, rekor, same_log, log_range, now),
+        tlogs: merge(&prev.tlogs, tlogs, same_log, log_range, now),
         certificate_authorities: merge(
             &prev.certificate_authorities,
-            fulcio,
+            fulcio.into_iter().collect(),
             same_authority,
             ca_range,
             now,
         ),
-        ctlogs: merge(&prev.ctlogs, ctlog, same_log, log_range, now),
+        ctlogs: merge(
+            &prev.ctlogs,
+            ctlog.into_iter().collect(),
+            same_log,
+            log_range,
+            now,
+        ),
         timestamp_authorities: merge(
             &prev.timestamp_authorities,
-            tsa,
+            tsa.into_iter().collect(),
             same_authority,
             ca_range,
             now,
@@ -394,10 +437,16 @@ pub fn trusted_root(
     })
 }
 
-/// Where clients of this stack sign: its Fulcio, Rekor and TSA, and the
-/// cluster's OIDC issuer when known. Each service's `validFor` starts
-/// where its trust root entry does, so the output is stable.
-pub fn signing_config(root: &TrustedRoot, oidc_issuer: Option<&str>) -> SigningConfig {
+/// Where clients of this stack sign: its Fulcio, Rekor logs and TSA, and
+/// the cluster's OIDC issuer when known. Each service's `validFor` starts
+/// where its trust root entry does, so the output is stable. The logs at
+/// `v2_logs` speak Rekor's v2 API and are listed first, so clients that
+/// can use them do.
+pub fn signing_config(
+    root: &TrustedRoot,
+    oidc_issuer: Option<&str>,
+    v2_logs: &[String],
+) -> SigningConfig {
     let service = |url: &str, valid_for: Option<TimeRange>| Service {
         url: url.to_owned(),
         major_api_version: 1,
@@ -413,17 +462,22 @@ pub fn signing_config(root: &TrustedRoot, oidc_issuer: Option<&str>) -> SigningC
             .map(|c| service(&c.uri, c.valid_for))
             .collect::<Vec<_>>()
     };
-    let tlogs: Vec<Service> = root
+    let mut tlogs: Vec<Service> = root
         .tlogs
         .iter()
         .filter_map(|l| {
             let range = l.public_key.as_ref()?.valid_for;
-            range
+            let mut s = range
                 .as_ref()
                 .is_some_and(|r| r.end.is_none())
-                .then(|| service(&l.base_url, range))
+                .then(|| service(&l.base_url, range))?;
+            if v2_logs.contains(&l.base_url) {
+                s.major_api_version = 2;
+            }
+            Some(s)
         })
         .collect();
+    tlogs.sort_by_key(|s| std::cmp::Reverse(s.major_api_version));
     let any = || {
         Some(ServiceConfiguration {
             selector: ServiceSelector::Any as i32,

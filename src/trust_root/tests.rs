@@ -31,6 +31,7 @@ pub(crate) fn material() -> Material {
     Material {
         fulcio: Some((ca.cert, "http://f".into())),
         rekor: Some((key(), "http://r".into())),
+        rekor_v2: None,
         ctlog: Some((key(), "http://c/p".into())),
         tsa: Some((
             secrets::text(&tsa, "cert-chain").unwrap().to_owned(),
@@ -88,7 +89,7 @@ fn log_ids_are_the_sha256_of_the_der_key_and_json_is_proto_json() {
 #[test]
 fn the_trust_config_holds_the_trusted_root_and_signing_config() {
     let root = trusted_root(None, &material(), at(1_000_000)).unwrap();
-    let config = signing_config(&root, Some("https://issuer"));
+    let config = signing_config(&root, Some("https://issuer"), &[]);
     let published = Published::of(&root, &config).unwrap();
     let trust: serde_json::Value = serde_json::from_str(&published.trust_config).unwrap();
     assert_eq!(trust["mediaType"], CLIENT_TRUST_CONFIG_MEDIA_TYPE);
@@ -139,7 +140,7 @@ fn a_new_key_closes_the_old_entry_and_adds_one() {
     // Rotating back to the old CA adds a third entry, not a reopened one.
     let third = trusted_root(Some(&second), &m, at(3_000_000)).unwrap();
     assert_eq!(third.certificate_authorities.len(), 3);
-    let config = signing_config(&third, Some("https://issuer"));
+    let config = signing_config(&third, Some("https://issuer"), &[]);
     assert_eq!(config.ca_urls.len(), 1, "only the open CA signs");
     assert_eq!(config.tsa_urls[0].url, "http://t/api/v1/timestamp");
     assert_eq!(config.oidc_urls[0].url, "https://issuer");
@@ -157,7 +158,7 @@ fn a_component_turned_off_is_closed_and_no_longer_signs() {
     let range = tsa[0].valid_for.as_ref().unwrap();
     assert_eq!(range.end.as_ref().unwrap().seconds, 2_000_000);
     assert_eq!(second.tlogs, first.tlogs, "other entries untouched");
-    let config = signing_config(&second, None);
+    let config = signing_config(&second, None, &[]);
     assert!(config.tsa_urls.is_empty() && config.tsa_config.is_none());
     assert_eq!(config.rekor_tlog_urls.len(), 1);
     // Off again changes nothing; back on with the same chain opens a
@@ -168,7 +169,7 @@ fn a_component_turned_off_is_closed_and_no_longer_signs() {
     );
     let third = trusted_root(Some(&second), &m, at(3_000_000)).unwrap();
     assert_eq!(third.timestamp_authorities.len(), 2);
-    assert_eq!(signing_config(&third, None).tsa_urls.len(), 1);
+    assert_eq!(signing_config(&third, None, &[]).tsa_urls.len(), 1);
 }
 
 #[test]
@@ -203,4 +204,60 @@ fn an_ed25519_log_is_named_by_its_note_key_hash_and_others_by_their_der() {
         Sha256::digest(&ec.public_der).to_vec()
     );
     assert_eq!(log_key_id("x", b"not a key"), None);
+}
+
+#[test]
+fn both_rekors_are_open_side_by_side_v2_first_and_each_closes_when_switched_off() {
+    use crate::keys::Algorithm;
+    let mut m = material();
+    let v2 = PrivateKey::generate(Algorithm::Ed25519).unwrap();
+    m.rekor_v2 = Some((v2.public_pem(), "http://demo-rekor-v2.ns1.svc".into()));
+    let both = trusted_root(None, &m, at(1_000_000)).unwrap();
+    assert_eq!(both.tlogs.len(), 2);
+    let entry = &both.tlogs[0];
+    assert_eq!(entry.base_url, "http://demo-rekor-v2.ns1.svc");
+    let key = entry.public_key.as_ref().unwrap();
+    assert_eq!(key.key_details, PublicKeyDetails::PkixEd25519 as i32);
+    assert_eq!(
+        entry.log_id.as_ref().unwrap().key_id,
+        log_key_id("demo-rekor-v2.ns1.svc", &v2.public_der).unwrap(),
+        "an Ed25519 log is named by its note key hash under its origin"
+    );
+    let v2_logs = ["http://demo-rekor-v2.ns1.svc".to_owned()];
+    let config = signing_config(&both, None, &v2_logs);
+    let versions: Vec<(String, u32)> = config
+        .rekor_tlog_urls
+        .iter()
+        .map(|s| (s.url.clone(), s.major_api_version))
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            ("http://demo-rekor-v2.ns1.svc".to_owned(), 2),
+            ("http://r".to_owned(), 1)
+        ]
+    );
+    // Unchanged material changes nothing; v1 switched off closes only v1.
+    assert_eq!(trusted_root(Some(&both), &m, at(2_000_000)).unwrap(), both);
+    m.rekor = None;
+    let v2_only = trusted_root(Some(&both), &m, at(3_000_000)).unwrap();
+    let open: Vec<&str> = v2_only
+        .tlogs
+        .iter()
+        .filter(|l| {
+            l.public_key
+                .as_ref()
+                .unwrap()
+                .valid_for
+                .as_ref()
+                .unwrap()
+                .end
+                .is_none()
+        })
+        .map(|l| l.base_url.as_str())
+        .collect();
+    assert_eq!(open, ["http://demo-rekor-v2.ns1.svc"]);
+    assert_eq!(v2_only.tlogs.len(), 2, "v1 stays, closed");
+    let config = signing_config(&v2_only, None, &v2_logs);
+    assert_eq!(config.rekor_tlog_urls.len(), 1);
 }

@@ -83,6 +83,30 @@ async fn invalid_specs_are_refused_naming_the_field() {
             "requires fulcio.enabled",
         ),
         (
+            "rekor-v2-no-tsa",
+            json!({"rekor": {"generation": "v2"}, "tsa": {"enabled": false}}),
+            "spec.rekor.generation",
+            "need tsa.enabled",
+        ),
+        (
+            "rekor-generation",
+            json!({"rekor": {"generation": "v3"}}),
+            "spec.rekor.generation",
+            "Unsupported value",
+        ),
+        (
+            "ctlog-backend",
+            json!({"ctlog": {"backend": "trillian"}}),
+            "spec.ctlog.backend",
+            "Unsupported value",
+        ),
+        (
+            "rekor-v2-key",
+            json!({"rekor": {"v2": {"keyAlgorithm": "RSA-3072"}}}),
+            "spec.rekor.v2.keyAlgorithm",
+            "Unsupported value",
+        ),
+        (
             "db-external-missing",
             json!({"trillian": {"database": {"mode": "External"}}}),
             "spec.trillian.database.external",

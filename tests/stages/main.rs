@@ -283,6 +283,7 @@ async fn material(client: &kube::Client, ns: &str, urls: &Urls) -> Material {
     Material {
         fulcio: Some((public[0].clone(), urls.fulcio.clone())),
         rekor: Some((public[1].clone(), urls.rekor.clone())),
+        rekor_v2: None,
         ctlog: Some((public[2].clone(), urls.ctlog.clone())),
         tsa: Some((public[3].clone(), urls.tsa.clone())),
     }
@@ -363,7 +364,7 @@ async fn publish_and_sign(
     root: &sigstore_protobuf_specs::dev::sigstore::trustroot::v1::TrustedRoot,
     issuer: &str,
 ) -> BTreeMap<String, String> {
-    let config = sigstore_operator::trust_root::signing_config(root, Some(issuer));
+    let config = sigstore_operator::trust_root::signing_config(root, Some(issuer), &[]);
     let cm = serde_json::json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "demo-trust-root"},

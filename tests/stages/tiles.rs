@@ -16,32 +16,10 @@ use sigstore_operator::{
 };
 
 use super::*;
+use support::note::{parse as note, unb64};
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn unb64(text: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .unwrap_or_else(|e| panic!("not base64 ({e}): {text}"))
-}
-
-/// A C2SP signed note: its body (what is signed) and each signature line's
-/// name and decoded `key hash ‖ signature`.
-fn note(envelope: &str) -> (String, Vec<(String, Vec<u8>)>) {
-    let (body, signatures) = envelope
-        .split_once("\n\n")
-        .unwrap_or_else(|| panic!("not a signed note: {envelope:?}"));
-    let lines = signatures
-        .lines()
-        .filter_map(|l| l.strip_prefix("— "))
-        .map(|l| {
-            let (name, sig) = l.split_once(' ').expect("name and signature");
-            (name.to_owned(), unb64(sig))
-        })
-        .collect();
-    (format!("{body}\n"), lines)
 }
 
 /// rekor-tiles' arguments on `keys` (the signer Secret mounted) and `tiles`.
@@ -104,16 +82,7 @@ async fn add_v2_entry(http: u16, blob: &[u8]) -> (u16, serde_json::Value) {
 /// Checks a Rekor v2 checkpoint: the origin, one signature by `key` under
 /// the origin with the note key hash.
 fn check_v2_checkpoint(envelope: &str, origin: &str, key: &PrivateKey) {
-    use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
-    let (body, signatures) = note(envelope);
-    assert_eq!(body.lines().next(), Some(origin), "{envelope}");
-    let id = log_key_id(origin, &key.public_der).unwrap();
-    let (name, sig) = &signatures[0];
-    assert_eq!(name, origin, "{envelope}");
-    assert_eq!(&sig[..4], &id[..4], "the note key hash names our key");
-    UnparsedPublicKey::new(&ED25519, key.ed25519_public().unwrap())
-        .verify(body.as_bytes(), &sig[4..])
-        .unwrap_or_else(|_| panic!("the checkpoint is not signed by our key: {envelope}"));
+    support::note::check_ed25519(envelope, origin, &key.public_der);
 }
 
 #[tokio::test]

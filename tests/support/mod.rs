@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod kubelet;
 pub mod manifests;
 pub mod node;
+pub mod note;
 mod operator;
 mod plane;
 use plane::start;

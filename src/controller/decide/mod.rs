@@ -177,7 +177,8 @@ pub fn decide(
         spec,
         images: build::Images::for_spec(spec, &options.jobs.image, &options.jobs.source),
         cluster_issuer,
-        ctlog_roots: ctlog_roots(&owner, &observed),
+        ctlog_roots: fulcio_roots(&names::ctlog_secret(&owner.name), &observed),
+        tesseract_roots: fulcio_roots(&names::tesseract_secret(&owner.name), &observed),
         trust_root: trust.as_ref().ok().cloned(),
         healed_trees: [Log::Rekor, Log::Ctlog]
             .into_iter()
@@ -308,25 +309,29 @@ fn creations(owner: &Owner, spec: &SigstoreStackSpec, observed: &Observed) -> Ve
             }
         }
     }
-    let db = owner.name_of(names::TRILLIAN_DB);
-    if Component::Trillian.wanted(spec) {
-        if let Some(claim) = trillian::database_claim(owner, spec)
-            && !observed.claims.contains(&db)
+    for claim in build::claims(owner, spec) {
+        if !observed
+            .claims
+            .contains(claim.metadata.name.as_deref().unwrap_or_default())
         {
             out.push(Create::Claim(claim));
         }
-        if trillian::embedded(spec) && !observed.secrets.contains_key(&db) {
-            out.push(Create::DatabaseCredentials(owner.clone()));
-        }
+    }
+    let db = owner.name_of(names::TRILLIAN_DB);
+    if Component::Trillian.wanted(spec)
+        && trillian::embedded(spec)
+        && !observed.secrets.contains_key(&db)
+    {
+        out.push(Create::DatabaseCredentials(owner.clone()));
     }
     out
 }
 
-/// The `fulcio-N` keys of the CT log's Secret, in numeric order.
-fn ctlog_roots(owner: &Owner, observed: &Observed) -> Vec<String> {
+/// The `fulcio-N` keys of Secret `secret`, in numeric order.
+fn fulcio_roots(secret: &str, observed: &Observed) -> Vec<String> {
     let mut roots: Vec<(u32, String)> = observed
         .secrets
-        .get(&names::ctlog_secret(&owner.name))
+        .get(secret)
         .map(|s| {
             s.keys
                 .iter()

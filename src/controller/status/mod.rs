@@ -12,10 +12,10 @@ use crate::{
         ConfigMapKeyReference, FulcioStatus, LogStatus, Phase, SigstoreStack, SigstoreStackSpec,
         SigstoreStackStatus, TrillianStatus, TsaStatus, TufStatus,
     },
-    build::component::Component,
+    build::component::{Component, CtBackend, RekorBackend},
     build::{self, Owner, Placeholder, trillian},
     conditions::{self, Desired, READY, Status},
-    names::{self, Log},
+    names,
     observed::Observed,
     stage::{Stage, createcerts::rules::fulcio_root},
     validate::FieldError,
@@ -230,17 +230,9 @@ pub fn desired(stack: &SigstoreStack, facts: &Facts<'_>, now: &Time) -> Sigstore
         trillian: trillian::needed(spec).then(|| TrillianStatus {
             address: Some(trillian::address(facts.owner)),
         }),
-        rekor: spec
-            .rekor
-            .enabled
-            .then(|| log_status(facts, Log::Rekor, build::rekor::url(facts.owner))),
-        ctlog: spec.ctlog.enabled.then(|| {
-            log_status(
-                facts,
-                Log::Ctlog,
-                build::ctlog::url(facts.owner, &spec.ctlog.prefix),
-            )
-        }),
+        rekor: log_status(facts, spec, Component::Rekor(RekorBackend::Trillian)),
+        rekor_v2: log_status(facts, spec, Component::Rekor(RekorBackend::Tiles)),
+        ctlog: CtBackend::wanted(spec).and_then(|b| log_status(facts, spec, Component::Ctlog(b))),
         fulcio: spec.fulcio.enabled.then(|| FulcioStatus {
             url: Some(build::fulcio::url(facts.owner)),
             root_certificate: fulcio_root(facts.owner, facts.observed),
@@ -354,22 +346,51 @@ fn published(facts: &Facts<'_>, key: &str) -> Option<ConfigMapKeyReference> {
     })
 }
 
-fn log_status(facts: &Facts<'_>, log: Log, url: String) -> LogStatus {
-    let stack = &facts.owner.name;
-    let public = match log {
-        Log::Rekor => names::rekor_public(stack),
-        Log::Ctlog => names::ctlog_public(stack),
-    };
-    LogStatus {
-        url: Some(url),
-        tree_id: facts.observed.tree_id(&names::log_config(stack, log)),
-        public_key: facts
-            .observed
-            .secrets
-            .get(&public)
-            .and_then(|s| s.public.get("public"))
-            .cloned(),
+/// A log component's public facts, when `spec` runs it.
+fn log_status(
+    facts: &Facts<'_>,
+    spec: &SigstoreStackSpec,
+    component: Component,
+) -> Option<LogStatus> {
+    if !component.wanted(spec) {
+        return None;
     }
+    let owner = facts.owner;
+    let observed = facts.observed;
+    let part = Stage::of(component).find_map(|s| s.contribution(owner, spec))?;
+    let public_key = observed
+        .secrets
+        .get(&part.secret)
+        .and_then(|s| s.public.get(part.key))
+        .cloned();
+    let origin = crate::trust_root::origin_of(&part.url).to_owned();
+    let tiles = component.trillian_log().is_none();
+    let storage = match component {
+        Component::Rekor(RekorBackend::Tiles) => Some(spec.rekor.v2.storage.is_some()),
+        Component::Ctlog(CtBackend::Tesseract) => Some(spec.ctlog.tesseract.storage.is_some()),
+        _ => None,
+    };
+    Some(LogStatus {
+        url: Some(part.url.clone()),
+        log_id: public_key
+            .as_deref()
+            .and_then(|pem| crate::trust_root::log_id_hex(&origin, pem)),
+        origin: Some(origin),
+        tree_id: component
+            .trillian_log()
+            .and_then(|log| observed.tree_id(&names::log_config(&owner.name, log))),
+        read_url: tiles.then(|| build::tiles::read_url(owner, component.label())),
+        storage: storage.map(|claim| {
+            if claim {
+                format!("PersistentVolumeClaim {}", owner.name_of(component.label()))
+            } else {
+                "emptyDir: the log starts again empty when its Pod is replaced; its key and \
+                 origin stay"
+                    .to_owned()
+            }
+        }),
+        public_key,
+    })
 }
 
 /// Whether `desired` differs from what the stack already carries.

@@ -65,17 +65,15 @@ pub fn classify<T>(result: &Result<T, TrillianError>) -> Probe {
 
 /// The recorded trees of the stack's Trillian-backed logs.
 pub fn recorded(owner: &Owner, spec: &SigstoreStackSpec, observed: &Observed) -> Vec<(Log, i64)> {
-    [
-        (Log::Rekor, spec.rekor.enabled),
-        (Log::Ctlog, spec.ctlog.enabled),
-    ]
-    .into_iter()
-    .filter(|(_, enabled)| *enabled)
-    .filter_map(|(log, _)| {
-        let id = observed.tree_id(&names::log_config(&owner.name, log))?;
-        Some((log, id))
-    })
-    .collect()
+    crate::build::component::Component::ALL
+        .into_iter()
+        .filter(|c| c.wanted(spec))
+        .filter_map(|c| c.trillian_log())
+        .filter_map(|log| {
+            let id = observed.tree_id(&names::log_config(&owner.name, log))?;
+            Some((log, id))
+        })
+        .collect()
 }
 
 /// Asks Trillian at `address` for each of `trees`.

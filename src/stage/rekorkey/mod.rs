@@ -1,7 +1,9 @@
-//! rekorkey: Rekor's signing key, made once.
+//! rekorkey: a Rekor log's signing key, made once.
 //!
-//! Writes Secret `<stack>-rekor-signer` (`private`: P-256 PKCS#8 encrypted
-//! with PBES2, `password`, `public`) and `<stack>-rekor-pub` (`public`).
+//! For Rekor v1, writes Secret `<stack>-rekor-signer` (`private`: P-256
+//! PKCS#8 encrypted with PBES2, `password`, `public`) and `<stack>-rekor-pub`
+//! (`public`); for Rekor v2, `<stack>-rekor-v2-signer` and
+//! `<stack>-rekor-v2-pub` alike, with an Ed25519 (or P-256) key.
 
 pub mod rules;
 
@@ -44,16 +46,51 @@ pub fn key_data(key: &PrivateKey) -> Result<Data, StageError> {
     ]))
 }
 
-/// Runs rekorkey; `true` when a key was made.
-pub async fn run(ctx: &StageContext) -> Result<bool, StageError> {
+/// Which log's key a run makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Log {
+    /// Rekor v1's (ECDSA P-256).
+    V1,
+    /// Rekor v2's, of this algorithm.
+    V2(Algorithm),
+}
+
+impl Log {
+    /// The private and the public Secret.
+    pub fn secrets(self, stack: &str) -> (String, String) {
+        match self {
+            Self::V1 => (names::rekor_signer(stack), names::rekor_public(stack)),
+            Self::V2(_) => (names::rekor_v2_signer(stack), names::rekor_v2_public(stack)),
+        }
+    }
+
+    fn component(self) -> &'static str {
+        match self {
+            Self::V1 => names::REKOR,
+            Self::V2(_) => names::REKOR_V2,
+        }
+    }
+
+    fn algorithm(self) -> Algorithm {
+        match self {
+            Self::V1 => Algorithm::EcdsaP256,
+            Self::V2(a) => a,
+        }
+    }
+}
+
+/// Runs rekorkey for `log`; `true` when a key was made.
+pub async fn run(ctx: &StageContext, log: Log) -> Result<bool, StageError> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let name = names::rekor_signer(&ctx.stack);
-    let labels = secrets::labels(&ctx.stack, "rekor");
-    let created =
-        secrets::create_once(&api, &ctx.namespace, &name, REQUIRED, &labels, generate).await?;
+    let (name, public) = log.secrets(&ctx.stack);
+    let labels = secrets::labels(&ctx.stack, log.component());
+    let created = secrets::create_once(&api, &ctx.namespace, &name, REQUIRED, &labels, || {
+        generate_with(log.algorithm())
+    })
+    .await?;
     secrets::apply_public(
         &api,
-        &names::rekor_public(&ctx.stack),
+        &public,
         "sigstore-operator-rekorkey",
         &labels,
         created.data(),

@@ -1,9 +1,9 @@
-//! When and how the operator runs rekorkey, and what it gives the trust
-//! root.
+//! When and how the operator runs rekorkey for each Rekor, and what it
+//! gives the trust root.
 
 use super::REQUIRED;
 use crate::{
-    api::SigstoreStackSpec,
+    api::{LogKeyAlgorithm, SigstoreStackSpec},
     build::{
         self, Owner, Placeholder,
         component::{Component, RekorBackend},
@@ -13,49 +13,93 @@ use crate::{
     trust_root::Slot,
 };
 
-/// Rekor's signing key.
-pub struct RekorKey;
+/// A Rekor's signing key.
+pub struct RekorKey(pub RekorBackend);
+
+/// Rekor v1's key.
+pub static V1: RekorKey = RekorKey(RekorBackend::Trillian);
+/// Rekor v2's key.
+pub static V2: RekorKey = RekorKey(RekorBackend::Tiles);
+
+impl RekorKey {
+    fn secrets(&self, stack: &str) -> (String, String) {
+        match self.0 {
+            RekorBackend::Trillian => (names::rekor_signer(stack), names::rekor_public(stack)),
+            RekorBackend::Tiles => (names::rekor_v2_signer(stack), names::rekor_v2_public(stack)),
+        }
+    }
+}
 
 impl Rules for RekorKey {
     fn id(&self) -> &'static str {
-        "rekor-key"
+        match self.0 {
+            RekorBackend::Trillian => "rekor-key",
+            RekorBackend::Tiles => "rekor2-key",
+        }
     }
 
     fn condition(&self) -> &'static str {
-        "RekorKeyCreated"
+        match self.0 {
+            RekorBackend::Trillian => "RekorKeyCreated",
+            RekorBackend::Tiles => "RekorV2KeyCreated",
+        }
     }
 
     fn component(&self) -> Component {
-        Component::Rekor(RekorBackend::Trillian)
+        Component::Rekor(self.0)
     }
 
     fn outputs(&self, stack: &str) -> Vec<Placeholder> {
-        vec![
-            Placeholder::Secret(names::rekor_signer(stack)),
-            Placeholder::Secret(names::rekor_public(stack)),
-        ]
+        let (private, public) = self.secrets(stack);
+        vec![Placeholder::Secret(private), Placeholder::Secret(public)]
     }
 
-    fn args(&self, _owner: &Owner, _spec: &SigstoreStackSpec) -> Vec<String> {
-        vec!["rekorkey".into()]
+    fn args(&self, _owner: &Owner, spec: &SigstoreStackSpec) -> Vec<String> {
+        match self.0 {
+            RekorBackend::Trillian => vec!["rekorkey".into()],
+            RekorBackend::Tiles => {
+                let algorithm = match spec.rekor.v2.key_algorithm {
+                    LogKeyAlgorithm::Ed25519 => "ed25519",
+                    LogKeyAlgorithm::EcdsaP256 => "ecdsa-p256",
+                };
+                vec![
+                    "rekorkey".into(),
+                    "--generation=v2".into(),
+                    format!("--key-algorithm={algorithm}"),
+                ]
+            }
+        }
     }
 
     fn done(&self, view: View<'_>) -> (bool, String) {
-        let stack = &view.owner.name;
+        let (private, public) = self.secrets(&view.owner.name);
+        let what = match self.0 {
+            RekorBackend::Trillian => "Rekor's signing key",
+            RekorBackend::Tiles => "Rekor v2's signing key",
+        };
         key_pair_done(
             view.observed,
-            (&names::rekor_signer(stack), REQUIRED),
-            (&names::rekor_public(stack), "public"),
-            "Rekor's signing key",
+            (&private, REQUIRED),
+            (&public, "public"),
+            what,
         )
     }
 
     fn contribution(&self, owner: &Owner, _spec: &SigstoreStackSpec) -> Option<Contribution> {
-        Some(Contribution {
-            slot: Slot::Rekor,
-            secret: names::rekor_public(&owner.name),
-            key: "public",
-            url: build::rekor::url(owner),
+        let (_, public) = self.secrets(&owner.name);
+        Some(match self.0 {
+            RekorBackend::Trillian => Contribution {
+                slot: Slot::Rekor,
+                secret: public,
+                key: "public",
+                url: build::rekor::url(owner),
+            },
+            RekorBackend::Tiles => Contribution {
+                slot: Slot::RekorV2,
+                secret: public,
+                key: "public",
+                url: build::rekor_v2::url(owner),
+            },
         })
     }
 }

@@ -15,6 +15,9 @@ pub struct Images {
     pub entrypoints: BTreeMap<String, Vec<String>>,
     /// Absolute program paths inside images → local programs.
     pub paths: BTreeMap<String, String>,
+    /// Image repository → programs a `command` may name in that image (on
+    /// its PATH) → local programs.
+    pub programs: BTreeMap<String, BTreeMap<String, String>>,
     /// The only registry the node reaches, when it is mirror-only.
     pub mirror: Option<Mirror>,
 }
@@ -38,7 +41,8 @@ impl Images {
                 .ok_or_else(|| format!("no local program for image {image}"))?,
         };
         argv.extend(c.args.iter().flatten().map(|a| expand(a, env)));
-        if let Some(local) = self.paths.get(&argv[0]) {
+        let in_image = self.programs.get(&repo).and_then(|p| p.get(&argv[0]));
+        if let Some(local) = in_image.or_else(|| self.paths.get(&argv[0])) {
             argv[0] = local.clone();
         }
         Ok(argv)
@@ -52,9 +56,13 @@ impl Images {
     /// pushed as `<mirror>/sigstore-operator`. Nothing else can be pulled.
     pub fn behind(self, mirror: Mirror, copies: &[(String, String)]) -> Self {
         let mut entrypoints = BTreeMap::new();
+        let mut programs = BTreeMap::new();
         for (upstream, mirrored) in copies {
             if let Some(argv) = self.entrypoints.get(&repository(upstream)) {
                 entrypoints.insert(repository(mirrored), argv.clone());
+            }
+            if let Some(p) = self.programs.get(&repository(upstream)) {
+                programs.insert(repository(mirrored), p.clone());
             }
         }
         if let Some(argv) = self.entrypoints.get("sigstore-operator") {
@@ -63,6 +71,7 @@ impl Images {
         Self {
             entrypoints,
             paths: self.paths,
+            programs,
             mirror: Some(mirror),
         }
     }
@@ -94,6 +103,8 @@ impl Images {
             (pinned::REDIS, vec!["redis-server".to_owned()]),
             (pinned::REKOR, vec![tool("rekor-server")]),
             (pinned::CTLOG, vec![tool("ct_server")]),
+            // ko's entrypoint, /ko-app/posix.
+            (pinned::TESSERACT, vec![tool("tesseract")]),
             (pinned::FULCIO, vec![tool("fulcio")]),
             (pinned::TSA, vec![tool("timestamp-server")]),
             // cosign 3's image, for clients in Pods (the tests' own Jobs
@@ -108,8 +119,15 @@ impl Images {
         .into_iter()
         .map(|(image, argv)| (repository(image), argv))
         .collect();
+        // rekor-tiles' image has no entrypoint: its Pods name `rekor-server`,
+        // on the image's PATH.
+        let programs = BTreeMap::from([(
+            repository(pinned::REKOR_V2),
+            BTreeMap::from([("rekor-server".to_owned(), tool("rekor-tiles-server"))]),
+        )]);
         Self {
             mirror: None,
+            programs,
             entrypoints,
             paths: BTreeMap::from([(
                 sigstore_operator::names::OPERATOR_BINARY.to_owned(),

@@ -1,0 +1,90 @@
+//! What the two tile-based logs (Rekor v2 and TesseraCT) share: their
+//! volume, the read path beside the server (the operator's `serve-tiles`
+//! over the same volume, read-only) and their Service, whose host is the
+//! log's origin.
+
+use k8s_openapi::{
+    api::core::v1::{Container, HTTPGetAction, PodSpec, Probe, Volume},
+    apimachinery::pkg::util::intstr::IntOrString,
+};
+
+use super::{
+    Inputs, Object, meta,
+    workload::{container, mount, served, storage_volume},
+};
+use crate::api::DatabaseStorage;
+
+/// The read path's port, in the container and on the Service.
+pub const READ_PORT: i32 = 8080;
+/// Where the log's volume is mounted.
+pub const DIR: &str = "/var/run/tiles";
+
+/// The log's in-cluster URL: `http://<origin>`, so the host of its
+/// `baseUrl` in the trust root is its checkpoint origin.
+pub fn url(owner: &meta::Owner, part: &str) -> String {
+    format!("http://{}", owner.host_of(part))
+}
+
+/// Where monitors and witnesses read the log: `/checkpoint`, `/tile/...`.
+pub fn read_url(owner: &meta::Owner, part: &str) -> String {
+    format!("http://{}:{READ_PORT}", owner.host_of(part))
+}
+
+/// An HTTP readiness probe on `path` at `port`.
+pub fn http_probe(path: &str, port: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(port),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(2),
+        ..Probe::default()
+    }
+}
+
+/// The log's Deployment and Service: `server` (listening on `port`, with
+/// the volume `tiles` mounted at [`DIR`]) and the read path beside it,
+/// with `volumes` (the log's own, e.g. its key) and the tiles volume.
+pub fn objects(
+    inputs: &Inputs<'_>,
+    part: &str,
+    mut server: Container,
+    port: i32,
+    volumes: Vec<Volume>,
+    storage: Option<&DatabaseStorage>,
+) -> Vec<Object> {
+    let owner = &inputs.owner;
+    server
+        .volume_mounts
+        .get_or_insert_with(Vec::new)
+        .push(mount("tiles", DIR, true));
+    let mut read = container(
+        "read",
+        &inputs.images.operator,
+        vec![
+            "serve-tiles".into(),
+            format!("--dir={DIR}"),
+            format!("--http-addr=0.0.0.0:{READ_PORT}"),
+        ],
+        &[("read", READ_PORT)],
+    );
+    read.command = Some(vec![crate::names::OPERATOR_BINARY.into()]);
+    read.readiness_probe = Some(http_probe("/readyz", READ_PORT));
+    read.volume_mounts = Some(vec![mount("tiles", DIR, false)]);
+    let mut all = volumes;
+    all.push(storage_volume("tiles", owner, part, storage));
+    let pod = PodSpec {
+        containers: vec![server, read],
+        volumes: Some(all),
+        ..PodSpec::default()
+    };
+    served(
+        owner,
+        part,
+        meta::NONROOT_USER,
+        pod,
+        &[("http", 80, port), ("read", READ_PORT, READ_PORT)],
+    )
+    .into()
+}
