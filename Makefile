@@ -18,9 +18,9 @@ build: ## Build the operator binary.
 	$(CARGO) build --locked
 
 test: tools ## Everything: unit tests, CRD drift, the real control plane, and the end-to-end run.
-	rm -f target/e2e-figures.txt
+	rm -f target/e2e-figures.txt target/tiles-figures.txt
 	$(CARGO) test --locked --no-fail-fast --lib --bins --tests
-	@cat target/e2e-figures.txt
+	@cat target/e2e-figures.txt target/tiles-figures.txt
 
 test-unit: ## Unit tests and the CRD drift check only (no control plane).
 	$(CARGO) test --locked --lib --bins --test crd_drift

@@ -132,5 +132,12 @@ mod tests {
         let objects = objects(&inputs(&spec)).unwrap();
         let json = serde_json::to_string(&objects[2]).unwrap();
         assert!(json.contains("\"--ct-log-url=\""), "{json}");
+        spec.ctlog.enabled = true;
+        spec.ctlog.backend = crate::api::CtLogBackend::Tesseract;
+        let json = serde_json::to_string(&super::objects(&inputs(&spec)).unwrap()).unwrap();
+        assert!(
+            json.contains("--ct-log-url=http://demo-tesseract.ns1.svc\""),
+            "Fulcio submits to whichever CT log runs: {json}"
+        );
     }
 }

@@ -11,7 +11,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use sigstore_operator::{
     keys::{Algorithm, PrivateKey},
-    stage::rekorkey,
+    stage::{createtesseract, rekorkey},
     trust_root::log_key_id,
 };
 
@@ -196,18 +196,11 @@ fn leaf_index(sct: &serde_json::Value) -> u64 {
 #[tokio::test]
 async fn tesseract_logs_fulcios_chains_under_our_sec1_key_and_keeps_its_log() {
     let origin = "demo-tesseract.ns1.svc";
-    let key = PrivateKey::generate(Algorithm::EcdsaP256).unwrap();
     let (root, [chain, second]) = fulcio_like_chains();
-    let keys = mount(
-        "tesseract-keys",
-        &[
-            ("private", key.sec1_pem().unwrap().to_string()),
-            ("roots.pem", root),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), ByteString(v.into_bytes())))
-        .collect(),
-    );
+    // What createtesseract writes, mounted as the Pod mounts it.
+    let data = createtesseract::generate(&root).unwrap();
+    let key = PrivateKey::from_pem(&text(&data, "private"), None).unwrap();
+    let keys = mount("tesseract-keys", &data);
     let storage = mount("tesseract-storage", &Data::new());
     let http = port();
     let args = vec![
