@@ -87,7 +87,6 @@ async fn apply_to_ready(stacks: &Api<SigstoreStack>, stack: &str) -> Duration {
 async fn tile_logs_run_without_trillian_and_a_v1_stack_moves_to_them() {
     let (cp, client, ns, _agent) =
         support::node::cluster("tiles", &["sigstore-operator-system"]).await;
-    let stacks: Api<SigstoreStack> = Api::namespaced(client.clone(), &ns.name);
     let (v2_ready, matrix) = tile_stack(cp, &client, &ns.name).await;
     let v1_ready = moving_from_rekor_v1_through_both_to_v2(cp, &client, &ns.name).await;
     let figures = format!(
@@ -175,7 +174,7 @@ async fn tile_stack(
 
     // The trust root: the v2 log under its origin, by its note key hash;
     // the signing config asks for Rekor's v2 API.
-    let (root, signing) = trust(&client, ns, "tiles").await;
+    let (root, signing) = trust(client, ns, "tiles").await;
     let tlog = &root["tlogs"][0];
     assert_eq!(tlog["baseUrl"], format!("http://{origin}"));
     assert_eq!(tlog["publicKey"]["keyDetails"], "PKIX_ED25519");
@@ -337,7 +336,7 @@ async fn moving_from_rekor_v1_through_both_to_v2(
 
     // Both side by side: two open tlogs, v2 first in the signing config.
     switch(&stacks, "mig", json!({"rekor": {"generation": "both"}})).await;
-    let (root, signing) = trust(&client, ns, "mig").await;
+    let (root, signing) = trust(client, ns, "mig").await;
     let v1_url = format!("http://mig-rekor.{}.svc", ns);
     let v2_url = format!("http://mig-rekor-v2.{}.svc", ns);
     let mut open_logs = open(&root["tlogs"]);
@@ -373,7 +372,7 @@ async fn moving_from_rekor_v1_through_both_to_v2(
 
     // On to v2 alone: v1's entry is closed, and both bundles still verify.
     switch(&stacks, "mig", json!({"rekor": {"generation": "v2"}})).await;
-    let (root, signing) = trust(&client, ns, "mig").await;
+    let (root, signing) = trust(client, ns, "mig").await;
     assert_eq!(open(&root["tlogs"]), std::slice::from_ref(&v2_url));
     assert_eq!(
         root["tlogs"].as_array().map(Vec::len),
