@@ -370,8 +370,14 @@ async fn moving_from_rekor_v1_through_both_to_v2(
         );
     }
 
-    // On to v2 alone: v1's entry is closed, and both bundles still verify.
-    switch(&stacks, "mig", json!({"rekor": {"generation": "v2"}})).await;
+    // On to v2 alone, and ct_server to TesseraCT: v1's and ct_server's
+    // entries are closed, Trillian is gone, and every bundle still verifies.
+    switch(
+        &stacks,
+        "mig",
+        json!({"rekor": {"generation": "v2"}, "ctlog": {"backend": "tesseract"}}),
+    )
+    .await;
     let (root, signing) = trust(client, ns, "mig").await;
     assert_eq!(open(&root["tlogs"]), std::slice::from_ref(&v2_url));
     assert_eq!(
@@ -379,16 +385,42 @@ async fn moving_from_rekor_v1_through_both_to_v2(
         Some(2),
         "v1 kept, closed"
     );
+    assert_eq!(
+        open(&root["ctlogs"]),
+        [format!("http://mig-tesseract.{ns}.svc")],
+        "TesseraCT open, ct_server closed"
+    );
+    assert_eq!(root["ctlogs"].as_array().map(Vec::len), Some(2));
     assert_eq!(signing["rekorTlogUrls"].as_array().map(Vec::len), Some(1));
+    let on_tesseract = blob(&work, "signed with an SCT from TesseraCT\n");
+    let (ok, log, tesseract_bundle) = cosign
+        .sign_with_config(
+            env.path("SIGNING_CONFIG"),
+            env.path("TRUSTED_ROOT"),
+            &on_tesseract,
+        )
+        .await;
+    assert!(ok, "cosign 3 after the CT log moved:\n{log}");
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
         Api::namespaced(client.clone(), ns);
-    assert!(
-        deployments.get_opt("mig-rekor").await.unwrap().is_none(),
-        "v1 is gone"
-    );
+    for gone in [
+        "mig-rekor",
+        "mig-ctlog",
+        "mig-trillian-log-server",
+        "mig-trillian-db",
+    ] {
+        assert!(
+            deployments.get_opt(gone).await.unwrap().is_none(),
+            "{gone} is gone"
+        );
+    }
     let final_root = out.join("trusted_root.v2.json");
     std::fs::write(&final_root, root.to_string()).unwrap();
-    for (what, b, bl) in [("v1", &on_v1, &v1_bundle), ("v2", &on_v2, &v2_bundle)] {
+    for (what, b, bl) in [
+        ("v1", &on_v1, &v1_bundle),
+        ("v2", &on_v2, &v2_bundle),
+        ("TesseraCT", &on_tesseract, &tesseract_bundle),
+    ] {
         let (ok, log) = cosign.verify(Some(&final_root), b, bl).await;
         assert!(ok, "the {what} bundle verifies after the move:\n{log}");
     }

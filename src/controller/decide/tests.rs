@@ -151,6 +151,53 @@ fn the_trees_wait_for_trillian_and_the_ct_config_for_its_tree_and_ca() {
 }
 
 #[test]
+fn a_tile_stack_runs_no_trillian_and_tesseract_waits_for_fulcio_s_ca() {
+    let mut spec = SigstoreStackSpec::default();
+    spec.rekor.generation = crate::api::RekorGeneration::V2;
+    spec.ctlog.backend = crate::api::CtLogBackend::Tesseract;
+    spec.ctlog.tesseract.storage = Some(crate::api::DatabaseStorage {
+        size: "1Gi".into(),
+        storage_class_name: None,
+    });
+    let mut observed = Observed::default();
+    let d = pass(&spec, &observed);
+    assert_eq!(
+        started(&d),
+        ids(&[Stage::Certs, Stage::RekorV2Key, Stage::TsaChain])
+    );
+    let applied: Vec<String> = d.apply.iter().map(|(o, _)| o.name().to_owned()).collect();
+    assert!(
+        !applied
+            .iter()
+            .any(|n| n.contains("trillian") || n == "demo-rekor"),
+        "{applied:?}"
+    );
+    assert!(applied.contains(&"demo-rekor-v2".to_owned()));
+    assert!(
+        !d.create
+            .iter()
+            .any(|c| matches!(c, Create::DatabaseCredentials(_))),
+        "no database"
+    );
+    let claims: Vec<&str> = d
+        .create
+        .iter()
+        .filter_map(|c| match c {
+            Create::Claim(p) => p.metadata.name.as_deref(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(claims, ["demo-tesseract"], "TesseraCT's tiles on its claim");
+    observed
+        .secrets
+        .insert("demo-fulcio-ca".into(), secret(createcerts::REQUIRED));
+    observed
+        .secrets
+        .insert("demo-fulcio-pub".into(), secret(&["cert", "public"]));
+    assert!(started(&pass(&spec, &observed)).contains("tesseract"));
+}
+
+#[test]
 fn tuf_waits_for_the_published_trust_root() {
     let mut spec = SigstoreStackSpec::default();
     spec.rekor.enabled = false;

@@ -294,6 +294,11 @@ fn disabled(owner: &Owner, spec: &SigstoreStackSpec, observed: &Observed) -> Vec
                     kept.push(format!("PersistentVolumeClaim {db} (the trees)"));
                 }
             }
+            // A tile-based log's claim holds its tiles.
+            let tiles = owner.name_of(c.label());
+            if c.trillian_log().is_none() && observed.claims.contains(&tiles) {
+                kept.push(format!("PersistentVolumeClaim {tiles} (the log's tiles)"));
+            }
             let parts: Vec<String> = c
                 .deployments(spec)
                 .into_iter()
