@@ -150,15 +150,12 @@ chmod +x "$OUT_DIR/oidc-token"
 fulcio_url="$(url fulcio)"
 rekor_url="$(url rekor)"
 # Rekor v2 and TesseraCT, when they run (`generation: v2|both`, `backend:
-# tesseract`); their read paths (checkpoint, tiles) on port 8080.
+# tesseract`); each URL also serves the log's read path (checkpoint, tiles).
 rekor_v2_url="$(url rekor-v2)"
-rekor_v2_read_url="$(url rekor-v2 "" 8080)"
 tsa_base="$(url tsa)"
 ctlog_url="$(url ctlog "/$(k -n "$NS" get "sst/$NAME" -o jsonpath='{.spec.ctlog.prefix}')")"
-ctlog_read_url=""
 if [[ -z "$ctlog_url" ]]; then
   ctlog_url="$(url tesseract)"
-  ctlog_read_url="$(url tesseract "" 8080)"
 fi
 tuf_url="$(url tuf)"
 
@@ -202,9 +199,7 @@ PY
   echo "FULCIO_URL=$fulcio_url"
   echo "REKOR_URL=$rekor_url"
   echo "REKOR_V2_URL=$rekor_v2_url"
-  echo "REKOR_V2_READ_URL=$rekor_v2_read_url"
   echo "CTLOG_URL=$ctlog_url"
-  echo "CTLOG_READ_URL=$ctlog_read_url"
   echo "TSA_URL=${tsa_base:+$tsa_base/api/v1/timestamp}"
   echo "TUF_MIRROR=$tuf_url"
   echo "TUF_ROOT=$OUT_DIR/tuf"

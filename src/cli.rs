@@ -51,6 +51,10 @@ pub struct ServeTilesArgs {
     /// Where the log's volume is mounted.
     #[arg(long, default_value = "/var/run/tiles")]
     pub dir: std::path::PathBuf,
+    /// `PREFIX=URL`: requests under PREFIX (e.g. `/api/`) go to the log's
+    /// server at URL (e.g. `http://127.0.0.1:3000`).
+    #[arg(long, value_parser = parse_forward)]
+    pub forward: Option<crate::files::Forward>,
     /// Address to serve on.
     #[arg(long, default_value = "0.0.0.0:8080", env = "HTTP_ADDR")]
     pub http_addr: SocketAddr,
@@ -113,6 +117,21 @@ pub struct RunArgs {
     /// failure in a row, up to 5 minutes.
     #[arg(long, env = "STAGE_RETRY_BASE", default_value = "10s")]
     pub stage_retry_base: Duration,
+}
+
+/// `PREFIX=URL` of `serve-tiles --forward`.
+fn parse_forward(value: &str) -> Result<crate::files::Forward, String> {
+    match value.split_once('=') {
+        Some((prefix, upstream)) if prefix.starts_with('/') && upstream.starts_with("http://") => {
+            Ok(crate::files::Forward {
+                prefix: prefix.to_owned(),
+                upstream: upstream.to_owned(),
+            })
+        }
+        _ => Err(format!(
+            "{value:?} is not PREFIX=URL, e.g. /api/=http://127.0.0.1:3000"
+        )),
+    }
 }
 
 /// A Secret's name: a DNS subdomain.

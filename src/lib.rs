@@ -11,6 +11,7 @@ pub mod conditions;
 pub mod controller;
 pub mod crd;
 pub mod error;
+pub mod files;
 pub mod fulcio_config;
 pub mod health;
 pub mod keys;

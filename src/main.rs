@@ -46,8 +46,13 @@ async fn main() -> ExitCode {
             tuf::serve::serve(args.dir, args.http_addr, shutdown::on_signal()).await
         }
         Command::ServeTiles(args) => {
-            sigstore_operator::serve_tiles::serve(args.dir, args.http_addr, shutdown::on_signal())
-                .await
+            sigstore_operator::serve_tiles::serve(
+                args.dir,
+                args.http_addr,
+                args.forward,
+                shutdown::on_signal(),
+            )
+            .await
         }
     };
     match result {

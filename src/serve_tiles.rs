@@ -1,7 +1,9 @@
-//! `serve-tiles`: the read path of a tile-based log (Rekor v2, TesseraCT),
-//! which neither server serves itself: `/checkpoint`, `/tile/...` and the
-//! log's other public files, read-only from the volume the log writes.
-//! The log's internal state (`.state/`, and any other dot-path) is never
+//! `serve-tiles`: the front of a tile-based log (Rekor v2, TesseraCT). It
+//! serves the read path neither server serves itself (`/checkpoint`,
+//! `/tile/...` and the log's other public files, read-only from the volume
+//! the log writes) and forwards the write API (`/api/` or `/ct/`) to the
+//! log's server in the same Pod, so the log's one URL serves both. The
+//! log's internal state (`.state/`, and any other dot-path) is never
 //! served.
 
 use std::{
@@ -9,13 +11,6 @@ use std::{
     path::{Path as FsPath, PathBuf},
 };
 
-use axum::{
-    Router,
-    extract::{Path, State},
-    http::{StatusCode, header},
-    response::{IntoResponse, Response},
-    routing::get,
-};
 use tokio_util::sync::CancellationToken;
 
 use crate::Result;
@@ -33,44 +28,27 @@ pub fn file_for(dir: &FsPath, path: &str) -> Option<PathBuf> {
     Some(out)
 }
 
-async fn file(State(dir): State<PathBuf>, Path(path): Path<String>) -> Response {
-    let Some(file) = file_for(&dir, &path) else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    match tokio::fs::read(&file).await {
-        Ok(body) => {
-            let kind = if path == "checkpoint" {
-                "text/plain; charset=utf-8"
-            } else {
-                "application/octet-stream"
-            };
-            ([(header::CONTENT_TYPE, kind)], body).into_response()
-        }
-        Err(_) => StatusCode::NOT_FOUND.into_response(),
-    }
-}
-
-/// Ready once the log has published a checkpoint.
-async fn readyz(State(dir): State<PathBuf>) -> StatusCode {
-    if tokio::fs::try_exists(dir.join("checkpoint"))
-        .await
-        .unwrap_or(false)
-    {
-        StatusCode::OK
+/// The file a URL path names, and its content type.
+fn resolve(dir: &FsPath, path: &str) -> Option<(PathBuf, &'static str)> {
+    let kind = if path == "checkpoint" {
+        "text/plain; charset=utf-8"
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    }
+        "application/octet-stream"
+    };
+    Some((file_for(dir, path)?, kind))
 }
 
-/// Serves the log in `dir` on `addr` until `shutdown` is cancelled.
-pub async fn serve(dir: PathBuf, addr: SocketAddr, shutdown: CancellationToken) -> Result<()> {
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/{*path}", get(file))
-        .with_state(dir.clone());
+/// Serves the log in `dir` on `addr`, and passes `forward` (the log's
+/// write API) on to its server, until `shutdown` is cancelled; ready once
+/// the log has published a checkpoint.
+pub async fn serve(
+    dir: PathBuf,
+    addr: SocketAddr,
+    forward: Option<crate::files::Forward>,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let what = format!("the log's tiles in {}", dir.display());
-    crate::health::serve_app(addr, app, &what, shutdown).await
+    crate::files::serve(dir, addr, resolve, "checkpoint", forward, &what, shutdown).await
 }
 
 #[cfg(test)]

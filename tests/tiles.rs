@@ -17,7 +17,7 @@ use kube::{
 use serde_json::{Value, json};
 use sigstore_operator::api::SigstoreStack;
 use support::{
-    clients::{self, Exported, SigstorePython},
+    clients::{self, Exported, Kind, Signed, SigstorePython},
     cosign::Cosign,
     eventually,
     stacks::{config_map, ready_for_current_spec},
@@ -110,11 +110,17 @@ async fn tile_stack(
 ) -> (Duration, String) {
     let stacks: Api<SigstoreStack> = Api::namespaced(client.clone(), ns);
     let out = support::logs_dir().join(format!("{ns}-tiles"));
-    let spec = r#"{"rekor": {"generation": "v2"}, "ctlog": {"backend": "tesseract"}}"#;
+    // The sample users apply: config/samples/generations/tiles.yaml.
+    let sample =
+        support::manifests::read_dir(&support::repo_root().join("config/samples/generations"))
+            .into_iter()
+            .find(|o| o.metadata.name.as_deref() == Some("tiles"))
+            .expect("the tiles sample");
+    let spec = serde_json::to_string(&sample.data["spec"]).unwrap();
     let vars = [
         ("STACK_NAME", "tiles".to_owned()),
         ("STACK_NAMESPACE", ns.to_owned()),
-        ("STACK_SPEC", spec.to_owned()),
+        ("STACK_SPEC", spec),
     ];
     let (ok, log) = clients::stack_up(&cp.kubeconfig, &out, &vars).await;
     assert!(ok, "hack/stack-up.sh failed:\n{log}");
@@ -254,10 +260,40 @@ async fn tile_stack(
         .verify(Some(env.path("TRUSTED_ROOT")), &py_blob, &py_bundle)
         .await;
     assert!(ok, "cosign 3 verifies sigstore-python's bundle:\n{log}");
+    // cosign 3 in a Pod, trusting nothing but the stack's TUF repository,
+    // verifies both bundles and refuses a changed blob.
+    let signed_here = [
+        Signed {
+            by: Kind::Cosign3,
+            blob: signed.clone(),
+            bundle: bundle.clone(),
+            identity: identity.to_owned(),
+        },
+        Signed {
+            by: Kind::SigstorePython,
+            blob: py_blob.clone(),
+            bundle: py_bundle.clone(),
+            identity: identity.to_owned(),
+        },
+    ];
+    let (in_pod, refused) =
+        clients::verify_in_pod(client, ns, "tiles", &signed_here, &changed).await;
+    for (s, (ok, log)) in signed_here.iter().zip(&in_pod) {
+        assert!(
+            ok,
+            "cosign 3 in a Pod (TUF only) verifies {}'s bundle:\n{log}",
+            s.by.name()
+        );
+    }
+    assert!(
+        refused.0,
+        "cosign 3 in a Pod refuses a changed blob:\n{}",
+        refused.1
+    );
 
     // The read path: a checkpoint that verifies with the trust root's key
     // under the log's origin, covering both entries.
-    let read = env.get("REKOR_V2_READ_URL");
+    let read = env.get("REKOR_V2_URL");
     let checkpoint = reqwest::get(format!("{read}/checkpoint"))
         .await
         .unwrap()
@@ -270,7 +306,7 @@ async fn tile_stack(
         .await
         .unwrap();
     assert_eq!(state.status().as_u16(), 404, "internal state is not served");
-    let ct_checkpoint = reqwest::get(format!("{}/checkpoint", env.get("CTLOG_READ_URL")))
+    let ct_checkpoint = reqwest::get(format!("{}/checkpoint", env.get("CTLOG_URL")))
         .await
         .unwrap()
         .text()
@@ -282,8 +318,9 @@ async fn tile_stack(
     );
     let matrix = format!(
         "on Rekor v2 + TesseraCT: cosign 3.1.3 and sigstore-python 4.5.1 sign, each verifies \
-         both bundles and cosign refuses a changed blob; the read path's checkpoint \
-         ({size} entries) verifies with the trust root's key"
+         both bundles, as does cosign 3.1.3 in a Pod through the stack's TUF, and every \
+         cosign refuses a changed blob; the read path's checkpoint ({size} entries) verifies \
+         with the trust root's key"
     );
     (ready, matrix)
 }

@@ -60,7 +60,7 @@ pub fn objects(inputs: &Inputs<'_>) -> Vec<Object> {
         inputs,
         REKOR_V2,
         server,
-        PORT,
+        (PORT, "/api/"),
         vec![secret_volume("signer", &signer, &[("private", "private")])],
         inputs.spec.rekor.v2.storage.as_ref(),
     )
@@ -87,7 +87,12 @@ mod tests {
             panic!("a Service")
         };
         let ports = service.spec.as_ref().unwrap().ports.as_ref().unwrap();
+        assert_eq!(ports.len(), 1, "one URL for writes and reads");
         assert_eq!(ports[0].port, 80, "the baseUrl has no port");
+        assert!(
+            json.contains("--forward=/api/=http://127.0.0.1:3000"),
+            "{json}"
+        );
         assert_eq!(url(&inputs(&spec).owner), "http://demo-rekor-v2.ns1.svc");
         spec.rekor.v2.storage = Some(crate::api::DatabaseStorage {
             size: "1Gi".into(),

@@ -49,7 +49,7 @@ pub fn objects(inputs: &Inputs<'_>) -> Vec<Object> {
         inputs,
         TESSERACT,
         server,
-        PORT,
+        (PORT, "/ct/"),
         vec![secret_volume(
             "keys",
             &secret,

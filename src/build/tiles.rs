@@ -1,7 +1,8 @@
 //! What the two tile-based logs (Rekor v2 and TesseraCT) share: their
-//! volume, the read path beside the server (the operator's `serve-tiles`
-//! over the same volume, read-only) and their Service, whose host is the
-//! log's origin.
+//! volume, the front beside the server (the operator's `serve-tiles`: the
+//! read path over the same volume, read-only, and the write API forwarded
+//! to the server) and their Service, whose host is the log's origin. One
+//! URL serves writes and reads, as the public logs do.
 
 use k8s_openapi::{
     api::core::v1::{Container, HTTPGetAction, PodSpec, Probe, Volume},
@@ -14,8 +15,8 @@ use super::{
 };
 use crate::api::DatabaseStorage;
 
-/// The read path's port, in the container and on the Service.
-pub const READ_PORT: i32 = 8080;
+/// The front's port in the container; the Service's port 80 goes there.
+pub const FRONT_PORT: i32 = 8080;
 /// Where the log's volume is mounted.
 pub const DIR: &str = "/var/run/tiles";
 
@@ -25,9 +26,10 @@ pub fn url(owner: &meta::Owner, part: &str) -> String {
     format!("http://{}", owner.host_of(part))
 }
 
-/// Where monitors and witnesses read the log: `/checkpoint`, `/tile/...`.
+/// Where monitors and witnesses read the log (`/checkpoint`, `/tile/...`):
+/// its URL, which also takes its writes.
 pub fn read_url(owner: &meta::Owner, part: &str) -> String {
-    format!("http://{}:{READ_PORT}", owner.host_of(part))
+    url(owner, part)
 }
 
 /// An HTTP readiness probe on `path` at `port`.
@@ -44,13 +46,14 @@ pub fn http_probe(path: &str, port: i32) -> Probe {
 }
 
 /// The log's Deployment and Service: `server` (listening on `port`, with
-/// the volume `tiles` mounted at [`DIR`]) and the read path beside it,
-/// with `volumes` (the log's own, e.g. its key) and the tiles volume.
+/// the volume `tiles` mounted at [`DIR`]) and the front beside it, which
+/// passes `api` (the write API's path prefix) on to the server; with
+/// `volumes` (the log's own, e.g. its key) and the tiles volume.
 pub fn objects(
     inputs: &Inputs<'_>,
     part: &str,
     mut server: Container,
-    port: i32,
+    (port, api): (i32, &str),
     volumes: Vec<Volume>,
     storage: Option<&DatabaseStorage>,
 ) -> Vec<Object> {
@@ -59,23 +62,24 @@ pub fn objects(
         .volume_mounts
         .get_or_insert_with(Vec::new)
         .push(mount("tiles", DIR, true));
-    let mut read = container(
-        "read",
+    let mut front = container(
+        "front",
         &inputs.images.operator,
         vec![
             "serve-tiles".into(),
             format!("--dir={DIR}"),
-            format!("--http-addr=0.0.0.0:{READ_PORT}"),
+            format!("--http-addr=0.0.0.0:{FRONT_PORT}"),
+            format!("--forward={api}=http://127.0.0.1:{port}"),
         ],
-        &[("read", READ_PORT)],
+        &[("http", FRONT_PORT)],
     );
-    read.command = Some(vec![crate::names::OPERATOR_BINARY.into()]);
-    read.readiness_probe = Some(http_probe("/readyz", READ_PORT));
-    read.volume_mounts = Some(vec![mount("tiles", DIR, false)]);
+    front.command = Some(vec![crate::names::OPERATOR_BINARY.into()]);
+    front.readiness_probe = Some(http_probe("/readyz", FRONT_PORT));
+    front.volume_mounts = Some(vec![mount("tiles", DIR, false)]);
     let mut all = volumes;
     all.push(storage_volume("tiles", owner, part, storage));
     let pod = PodSpec {
-        containers: vec![server, read],
+        containers: vec![server, front],
         volumes: Some(all),
         ..PodSpec::default()
     };
@@ -84,7 +88,7 @@ pub fn objects(
         part,
         meta::NONROOT_USER,
         pod,
-        &[("http", 80, port), ("read", READ_PORT, READ_PORT)],
+        &[("http", 80, FRONT_PORT)],
     )
     .into()
 }

@@ -1,5 +1,8 @@
 //! Unit tests of `trust_root`.
 
+use sha2::{Digest, Sha256};
+use sigstore_protobuf_specs::dev::sigstore::common::v1::PublicKeyDetails;
+
 use super::*;
 use crate::{
     api::KeyAlgorithm,

@@ -3,56 +3,30 @@
 //! mount show at once; a half-updated view is never served because the
 //! kubelet swaps the whole directory.
 
-use std::{net::SocketAddr, path::PathBuf};
-
-use axum::{
-    Router,
-    extract::{Path, State},
-    http::{StatusCode, header},
-    response::{IntoResponse, Response},
-    routing::get,
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
 };
+
 use tokio_util::sync::CancellationToken;
 
 use super::key_for_path;
 use crate::Result;
 
-async fn file(State(dir): State<PathBuf>, Path(path): Path<String>) -> Response {
-    let Some(key) = key_for_path(&path) else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    match tokio::fs::read(dir.join(&key)).await {
-        Ok(body) => {
-            let kind = if key.ends_with(".json") {
-                "application/json"
-            } else {
-                "application/octet-stream"
-            };
-            ([(header::CONTENT_TYPE, kind)], body).into_response()
-        }
-        Err(_) => StatusCode::NOT_FOUND.into_response(),
-    }
-}
-
-/// Ready once the repository has a timestamp to serve.
-async fn readyz(State(dir): State<PathBuf>) -> StatusCode {
-    if tokio::fs::try_exists(dir.join("timestamp.json"))
-        .await
-        .unwrap_or(false)
-    {
-        StatusCode::OK
+/// The ConfigMap key a URL path names, and its content type.
+fn resolve(dir: &Path, path: &str) -> Option<(PathBuf, &'static str)> {
+    let key = key_for_path(path)?;
+    let kind = if key.ends_with(".json") {
+        "application/json"
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    }
+        "application/octet-stream"
+    };
+    Some((dir.join(key), kind))
 }
 
-/// Serves `dir` on `addr` until `shutdown` is cancelled.
+/// Serves `dir` on `addr` until `shutdown` is cancelled; ready once the
+/// repository has a timestamp to serve.
 pub async fn serve(dir: PathBuf, addr: SocketAddr, shutdown: CancellationToken) -> Result<()> {
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/{*path}", get(file))
-        .with_state(dir.clone());
     let what = format!("the TUF repository in {}", dir.display());
-    crate::health::serve_app(addr, app, &what, shutdown).await
+    crate::files::serve(dir, addr, resolve, "timestamp.json", None, &what, shutdown).await
 }

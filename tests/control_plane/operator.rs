@@ -207,7 +207,7 @@ async fn manifests_are_accepted() {
     let ns = TestNamespace::new(&client, "manifests").await;
     let root = support::repo_root().join("config");
     let mut applied = Vec::new();
-    for dir in ["crd", "manager", "rbac", "samples"] {
+    for dir in ["crd", "manager", "rbac", "samples", "samples/generations"] {
         let objects = support::manifests::read_dir(&root.join(dir));
         assert!(!objects.is_empty(), "config/{dir} has manifests");
         applied.extend(support::manifests::apply(&client, &objects, &ns.name).await);

@@ -69,6 +69,16 @@ fn secret(keys: &[&str]) -> SecretView {
     }
 }
 
+/// Fulcio's CA made, as createcerts leaves it.
+fn with_fulcio_ca(observed: &mut Observed) {
+    observed
+        .secrets
+        .insert("demo-fulcio-ca".into(), secret(createcerts::REQUIRED));
+    observed
+        .secrets
+        .insert("demo-fulcio-pub".into(), secret(&["cert", "public"]));
+}
+
 fn available() -> Availability {
     Availability {
         available: 1,
@@ -139,12 +149,7 @@ fn the_trees_wait_for_trillian_and_the_ct_config_for_its_tree_and_ca() {
         !started(&pass(&spec, &observed)).contains("ctconfig"),
         "no CA yet"
     );
-    observed
-        .secrets
-        .insert("demo-fulcio-ca".into(), secret(createcerts::REQUIRED));
-    observed
-        .secrets
-        .insert("demo-fulcio-pub".into(), secret(&["cert", "public"]));
+    with_fulcio_ca(&mut observed);
     let d = pass(&spec, &observed);
     assert!(started(&d).contains("ctconfig"));
     assert!(!started(&d).contains("certs"), "Fulcio's CA is done");
@@ -188,12 +193,7 @@ fn a_tile_stack_runs_no_trillian_and_tesseract_waits_for_fulcio_s_ca() {
         })
         .collect();
     assert_eq!(claims, ["demo-tesseract"], "TesseraCT's tiles on its claim");
-    observed
-        .secrets
-        .insert("demo-fulcio-ca".into(), secret(createcerts::REQUIRED));
-    observed
-        .secrets
-        .insert("demo-fulcio-pub".into(), secret(&["cert", "public"]));
+    with_fulcio_ca(&mut observed);
     assert!(started(&pass(&spec, &observed)).contains("tesseract"));
 }
 

@@ -77,6 +77,26 @@ fn key_algorithm(a: KeyAlgorithm) -> &'static str {
     }
 }
 
+/// Whether a CT log's Secret (`secret`, its `fulcio-N` keys) trusts
+/// Fulcio's current root; `true` while Fulcio has none.
+pub fn trusts_current_root(
+    owner: &Owner,
+    observed: &Observed,
+    secret: &crate::observed::SecretView,
+) -> bool {
+    let Some(root) = fulcio_root(owner, observed) else {
+        return true;
+    };
+    let roots: crate::stage::secrets::Data = secret
+        .public
+        .iter()
+        .map(|(k, v)| (k.clone(), k8s_openapi::ByteString(v.clone().into_bytes())))
+        .collect();
+    crate::stage::createctconfig::merge_roots(&roots, &root)
+        .1
+        .is_none()
+}
+
 /// Fulcio's root certificate (the last of the public chain).
 pub fn fulcio_root(owner: &Owner, observed: &Observed) -> Option<String> {
     let chain = observed

@@ -139,6 +139,30 @@ pub fn merge_roots(existing: &Data, root: &str) -> (Vec<String>, Option<(String,
     (names, Some((key, root.to_owned())))
 }
 
+/// Waits for Fulcio's public chain (`<stack>-fulcio-pub` key `cert`, read
+/// from the Secret, never fetched from Fulcio) and returns its root: what
+/// a CT log must trust.
+pub async fn wait_for_fulcio_root(
+    ctx: &StageContext,
+    api: &Api<Secret>,
+    deadline: Instant,
+) -> Result<String, StageError> {
+    let fulcio = names::fulcio_public(&ctx.stack);
+    let fulcio_object = format!("Secret {}/{fulcio} key cert", ctx.namespace);
+    let chain = wait_for(ctx, deadline, &fulcio_object, || async {
+        let s = api.get_opt(&fulcio).await?;
+        Ok(s.and_then(|s| s.data)
+            .and_then(|d| secrets::text(&d, "cert").map(str::to_owned)))
+    })
+    .await?;
+    root_of_chain(&chain).ok_or_else(|| StageError::BadExisting {
+        object: format!("Secret {}/{fulcio}", ctx.namespace),
+        key: "cert",
+        value: "no PEM certificate".into(),
+        expected: "Fulcio's PEM certificate chain",
+    })
+}
+
 /// Inputs of one run.
 #[derive(Clone, Debug)]
 pub struct Args {
@@ -167,20 +191,7 @@ pub async fn run(ctx: &StageContext, args: &Args) -> Result<bool, StageError> {
         },
     )
     .await?;
-    let fulcio = names::fulcio_public(&ctx.stack);
-    let fulcio_object = format!("Secret {}/{fulcio} key cert", ctx.namespace);
-    let chain = wait_for(ctx, deadline, &fulcio_object, || async {
-        let s = secrets_api.get_opt(&fulcio).await?;
-        Ok(s.and_then(|s| s.data)
-            .and_then(|d| secrets::text(&d, "cert").map(str::to_owned)))
-    })
-    .await?;
-    let root = root_of_chain(&chain).ok_or_else(|| StageError::BadExisting {
-        object: format!("Secret {}/{fulcio}", ctx.namespace),
-        key: "cert",
-        value: "no PEM certificate".into(),
-        expected: "Fulcio's PEM certificate chain",
-    })?;
+    let root = wait_for_fulcio_root(ctx, &secrets_api, deadline).await?;
 
     let name = names::ctlog_secret(&ctx.stack);
     let labels = secrets::labels(&ctx.stack, "ctlog");

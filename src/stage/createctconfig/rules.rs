@@ -11,8 +11,7 @@ use crate::{
     names::{self, CTLOG_KEYS_DIR, Log},
     stage::{
         Stage,
-        createcerts::rules::fulcio_root,
-        secrets::Data,
+        createcerts::rules::trusts_current_root,
         table::{Contribution, Rules, View},
     },
     trust_root::Slot,
@@ -76,18 +75,11 @@ impl Rules for CtConfig {
                 format!("the config in Secret {name} names another tree"),
             );
         }
-        if let Some(root) = fulcio_root(view.owner, observed) {
-            let roots: Data = ct
-                .public
-                .iter()
-                .map(|(k, v)| (k.clone(), k8s_openapi::ByteString(v.clone().into_bytes())))
-                .collect();
-            if super::merge_roots(&roots, &root).1.is_some() {
-                return (
-                    false,
-                    format!("Secret {name} does not trust Fulcio's current root yet"),
-                );
-            }
+        if !trusts_current_root(view.owner, observed, ct) {
+            return (
+                false,
+                format!("Secret {name} does not trust Fulcio's current root yet"),
+            );
         }
         (
             true,

@@ -22,9 +22,8 @@ use tokio::time::Instant;
 
 use super::{
     StageContext, StageError,
-    createctconfig::{merge_roots, root_of_chain},
+    createctconfig::{merge_roots, wait_for_fulcio_root},
     secrets::{self, Created, Data},
-    wait_for,
 };
 use crate::{
     keys::{Algorithm, PrivateKey},
@@ -87,20 +86,7 @@ pub fn trust_root_too(existing: &Data, root: &str) -> BTreeMap<String, String> {
 pub async fn run(ctx: &StageContext) -> Result<bool, StageError> {
     let deadline = Instant::now() + ctx.timeout;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let fulcio = names::fulcio_public(&ctx.stack);
-    let fulcio_object = format!("Secret {}/{fulcio} key cert", ctx.namespace);
-    let chain = wait_for(ctx, deadline, &fulcio_object, || async {
-        let s = api.get_opt(&fulcio).await?;
-        Ok(s.and_then(|s| s.data)
-            .and_then(|d| secrets::text(&d, "cert").map(str::to_owned)))
-    })
-    .await?;
-    let root = root_of_chain(&chain).ok_or_else(|| StageError::BadExisting {
-        object: format!("Secret {}/{fulcio}", ctx.namespace),
-        key: "cert",
-        value: "no PEM certificate".into(),
-        expected: "Fulcio's PEM certificate chain",
-    })?;
+    let root = wait_for_fulcio_root(ctx, &api, deadline).await?;
     let name = names::tesseract_secret(&ctx.stack);
     let labels = secrets::labels(&ctx.stack, names::TESSERACT);
     let created = secrets::create_once(&api, &ctx.namespace, &name, REQUIRED, &labels, || {

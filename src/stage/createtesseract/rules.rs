@@ -11,8 +11,7 @@ use crate::{
     names,
     stage::{
         Stage,
-        createcerts::rules::fulcio_root,
-        secrets::Data,
+        createcerts::rules::trusts_current_root,
         table::{Contribution, Rules, View},
     },
     trust_root::Slot,
@@ -59,21 +58,11 @@ impl Rules for TesseractConfig {
         if !secret.has_all(&[ROOTS_KEY]) {
             return (false, format!("Secret {name} has no {ROOTS_KEY} yet"));
         }
-        if let Some(root) = fulcio_root(view.owner, view.observed) {
-            let roots: Data = secret
-                .public
-                .iter()
-                .map(|(k, v)| (k.clone(), k8s_openapi::ByteString(v.clone().into_bytes())))
-                .collect();
-            if crate::stage::createctconfig::merge_roots(&roots, &root)
-                .1
-                .is_some()
-            {
-                return (
-                    false,
-                    format!("Secret {name} does not trust Fulcio's current root yet"),
-                );
-            }
+        if !trusts_current_root(view.owner, view.observed, secret) {
+            return (
+                false,
+                format!("Secret {name} does not trust Fulcio's current root yet"),
+            );
         }
         (
             true,
