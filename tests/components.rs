@@ -23,7 +23,7 @@ use sigstore_operator::api::SigstoreStack;
 use support::{
     clients::{self, Exported},
     eventually,
-    stacks::{self, condition, events, ready_for_current_spec, sign},
+    stacks::{self, condition, events, sign},
 };
 
 const WAIT: Duration = Duration::from_secs(240);
@@ -128,22 +128,6 @@ const SWITCHES: [Switch; 4] = [
     },
 ];
 
-/// Patches the stack's spec and waits until it says Ready about it.
-async fn switch_to(stacks: &Api<SigstoreStack>, patch: Value, what: &str) {
-    stacks
-        .patch(
-            STACK,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({ "spec": patch })),
-        )
-        .await
-        .unwrap();
-    eventually(&format!("Ready {what}"), WAIT, || async {
-        ready_for_current_spec(stacks, STACK).await.then_some(())
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_component_turned_off_and_on_keeps_its_keys_and_the_trust_root_truthful() {
     let (cp, client, ns, _agent) =
@@ -177,7 +161,7 @@ async fn each_component_turned_off_and_on_keeps_its_keys_and_the_trust_root_trut
 
     for switch in &SWITCHES {
         let what = switch.what;
-        switch_to(&stacks, (switch.patch)(false), &format!("without {what}")).await;
+        stacks::switch(&stacks, STACK, (switch.patch)(false), WAIT).await;
         // Said Ready about this spec: nothing it turned off runs.
         for part in switch.deployments {
             let name = format!("{STACK}-{part}");
@@ -225,7 +209,7 @@ async fn each_component_turned_off_and_on_keeps_its_keys_and_the_trust_root_trut
             assert!(ok, "a bundle from before verifies without the TSA:\n{log}");
         }
 
-        switch_to(&stacks, (switch.patch)(true), &format!("with {what} again")).await;
+        stacks::switch(&stacks, STACK, (switch.patch)(true), WAIT).await;
         for part in switch.deployments {
             let name = format!("{STACK}-{part}");
             assert!(

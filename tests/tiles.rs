@@ -10,17 +10,13 @@ mod support;
 
 use std::{path::Path, time::Duration};
 
-use kube::{
-    Api,
-    api::{Patch, PatchParams},
-};
+use kube::Api;
 use serde_json::{Value, json};
 use sigstore_operator::api::SigstoreStack;
 use support::{
     clients::{self, Exported, Kind, Signed, SigstorePython},
     cosign::Cosign,
-    eventually,
-    stacks::{config_map, ready_for_current_spec},
+    stacks::{self, config_map},
 };
 
 const WAIT: Duration = Duration::from_secs(240);
@@ -325,22 +321,6 @@ async fn tile_stack(
     (ready, matrix)
 }
 
-/// Patches `stack`'s spec and waits until it says Ready about it.
-async fn switch(stacks: &Api<SigstoreStack>, stack: &str, patch: Value) {
-    stacks
-        .patch(
-            stack,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({ "spec": patch })),
-        )
-        .await
-        .unwrap();
-    eventually(&format!("{stack} Ready after {patch}"), WAIT, || async {
-        ready_for_current_spec(stacks, stack).await.then_some(())
-    })
-    .await;
-}
-
 /// A Rekor v1 stack moved to both and on to v2: every bundle made on
 /// either log verifies with the trust root of the moment and the last one.
 /// Returns the v1 stack's apply → Ready time.
@@ -372,7 +352,13 @@ async fn moving_from_rekor_v1_through_both_to_v2(
     assert_eq!(entry(&v1_bundle)["kindVersion"]["version"], "0.0.1");
 
     // Both side by side: two open tlogs, v2 first in the signing config.
-    switch(&stacks, "mig", json!({"rekor": {"generation": "both"}})).await;
+    stacks::switch(
+        &stacks,
+        "mig",
+        json!({"rekor": {"generation": "both"}}),
+        WAIT,
+    )
+    .await;
     let (root, signing) = trust(client, ns, "mig").await;
     let v1_url = format!("http://mig-rekor.{}.svc", ns);
     let v2_url = format!("http://mig-rekor-v2.{}.svc", ns);
@@ -409,10 +395,11 @@ async fn moving_from_rekor_v1_through_both_to_v2(
 
     // On to v2 alone, and ct_server to TesseraCT: v1's and ct_server's
     // entries are closed, Trillian is gone, and every bundle still verifies.
-    switch(
+    stacks::switch(
         &stacks,
         "mig",
         json!({"rekor": {"generation": "v2"}, "ctlog": {"backend": "tesseract"}}),
+        WAIT,
     )
     .await;
     let (root, signing) = trust(client, ns, "mig").await;

@@ -75,6 +75,28 @@ pub async fn ready_for_current_spec(stacks: &Api<SigstoreStack>, stack: &str) ->
     })
 }
 
+/// Patches `stack`'s spec with `patch` (a merge, as `kubectl patch --type
+/// merge` does) and waits up to `wait` until it says Ready about it.
+pub async fn switch(
+    stacks: &Api<SigstoreStack>,
+    stack: &str,
+    patch: serde_json::Value,
+    wait: std::time::Duration,
+) {
+    stacks
+        .patch(
+            stack,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "spec": patch })),
+        )
+        .await
+        .unwrap();
+    super::eventually(&format!("{stack} Ready after {patch}"), wait, || async {
+        ready_for_current_spec(stacks, stack).await.then_some(())
+    })
+    .await;
+}
+
 /// A reconcile now, by changing an annotation nothing reads.
 pub async fn poke(stacks: &Api<SigstoreStack>, stack: &str) {
     let now = std::time::SystemTime::now()
