@@ -286,6 +286,23 @@ async fn tile_stack(
         "cosign 3 in a Pod refuses a changed blob:\n{}",
         refused.1
     );
+    // sigstore-python bootstraps from the stack's TUF workload too
+    // (`trust-instance`) and verifies through it.
+    let instance = [format!("--instance={}", env.get("TUF_MIRROR"))];
+    let mut trust_instance = instance.to_vec();
+    trust_instance.extend([
+        "trust-instance".to_owned(),
+        env.get("TUF_ROOT_JSON").to_owned(),
+    ]);
+    let (ok, log) = python.run(&trust_instance).await;
+    assert!(ok, "sigstore-python trust-instance on a v2 stack:\n{log}");
+    let (ok, log) = python
+        .verify(&instance, false, identity, &signed, &bundle)
+        .await;
+    assert!(
+        ok,
+        "sigstore-python verifies through the stack's TUF:\n{log}"
+    );
 
     // The read path: a checkpoint that verifies with the trust root's key
     // under the log's origin, covering both entries.
@@ -314,8 +331,8 @@ async fn tile_stack(
     );
     let matrix = format!(
         "on Rekor v2 + TesseraCT: cosign 3.1.3 and sigstore-python 4.5.1 sign, each verifies \
-         both bundles, as does cosign 3.1.3 in a Pod through the stack's TUF, and every \
-         cosign refuses a changed blob; the read path's checkpoint ({size} entries) verifies \
+         both bundles, as do cosign 3.1.3 in a Pod and sigstore-python through the stack's \
+         TUF, and every cosign refuses a changed blob; the read path's checkpoint ({size} entries) verifies \
          with the trust root's key"
     );
     (ready, matrix)
@@ -385,7 +402,21 @@ async fn moving_from_rekor_v1_through_both_to_v2(
         "0.0.2",
         "v2 is used first"
     );
-    for (what, b, bl) in [("v1", &on_v1, &v1_bundle), ("v2", &on_v2, &v2_bundle)] {
+    // cosign 2, which speaks only v1, keeps signing on v1 (its
+    // --rekor-url) while both run.
+    std::fs::create_dir_all(out.join("cosign2")).unwrap();
+    let (_, on_v1_again, cosign2_bundle) = stacks::sign(
+        &env,
+        &out.join("cosign2"),
+        "signed by cosign 2 with both running\n",
+    )
+    .await;
+    assert_eq!(entry(&cosign2_bundle)["kindVersion"]["version"], "0.0.1");
+    for (what, b, bl) in [
+        ("v1", &on_v1, &v1_bundle),
+        ("v2", &on_v2, &v2_bundle),
+        ("cosign 2's v1", &on_v1_again, &cosign2_bundle),
+    ] {
         let (ok, log) = cosign.verify(Some(env.path("TRUSTED_ROOT")), b, bl).await;
         assert!(
             ok,
