@@ -28,6 +28,7 @@ pub mod trillian;
 pub mod trust_root;
 pub mod tuf;
 pub mod validate;
+pub mod verify;
 
 pub use error::{Error, Result};
 

@@ -223,6 +223,12 @@ async fn sample_stack_becomes_ready_and_every_client_signs_and_verifies() {
         .host_str()
         .unwrap()
         .to_owned();
+    // The checkpoint verifies with the trust root's key under that host,
+    // with the operator's own verifier (the self-check's).
+    let spki = support::note::unb64(root["tlogs"][0]["publicKey"]["rawBytes"].as_str().unwrap());
+    let sth = rekor::signed_tree_head(env.get("REKOR_URL")).await;
+    let first_line = sth.lines().next().unwrap_or_default().to_owned();
+    support::note::check(&sth, &first_line, &origin, &spki);
     figures
         .push_str(&rekor::origin_survives_a_new_pod(&client, &ns.name, &name, &origin, &env).await);
 

@@ -53,10 +53,10 @@ pub async fn origin_survives_a_new_pod(
     )
 }
 
-/// The first line of Rekor's current checkpoint: `<origin> - <tree ID>`.
-/// Waits for Rekor to answer: after a Pod change the Service's endpoints
-/// follow a moment later, as in a cluster.
-async fn checkpoint_origin(rekor: &str) -> String {
+/// Rekor's current checkpoint (`signedTreeHead`). Waits for Rekor to
+/// answer: after a Pod change the Service's endpoints follow a moment
+/// later, as in a cluster.
+pub async fn signed_tree_head(rekor: &str) -> String {
     support::eventually("Rekor's log info", Duration::from_secs(60), || async {
         let log: Value = reqwest::get(format!("{rekor}/api/v1/log"))
             .await
@@ -64,8 +64,13 @@ async fn checkpoint_origin(rekor: &str) -> String {
             .json()
             .await
             .ok()?;
-        let note = log["signedTreeHead"].as_str()?;
-        note.lines().next().map(str::to_owned)
+        log["signedTreeHead"].as_str().map(str::to_owned)
     })
     .await
+}
+
+/// The first line of Rekor's current checkpoint: `<origin> - <tree ID>`.
+async fn checkpoint_origin(rekor: &str) -> String {
+    let note = signed_tree_head(rekor).await;
+    note.lines().next().unwrap_or_default().to_owned()
 }

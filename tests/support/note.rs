@@ -28,9 +28,19 @@ pub fn parse(envelope: &str) -> (String, Vec<(String, Vec<u8>)>) {
     (format!("{body}\n"), lines)
 }
 
-/// Checks an Ed25519-signed checkpoint: its origin is `origin`, and its
-/// first signature is by `spki` (DER) under `origin`, with the note key
-/// hash. Returns the tree size.
+/// Checks a checkpoint with the operator's verifier: its origin line is
+/// `origin`, and it is signed by `spki` (DER) under `name`. Returns the
+/// tree size.
+pub fn check(envelope: &str, origin: &str, name: &str, spki: &[u8]) -> u64 {
+    sigstore_operator::verify::note::verify(envelope, origin, name, spki)
+        .unwrap_or_else(|e| panic!("{e}: {envelope}"))
+        .size
+}
+
+/// Checks a Rekor v2 checkpoint (its origin is also its signer's name),
+/// independently of the operator's verifier: its first signature is by
+/// `spki` (Ed25519 DER) under `origin`, with the note key hash. Returns the
+/// tree size.
 pub fn check_ed25519(envelope: &str, origin: &str, spki: &[u8]) -> u64 {
     use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
     let (body, signatures) = parse(envelope);
@@ -45,5 +55,10 @@ pub fn check_ed25519(envelope: &str, origin: &str, spki: &[u8]) -> u64 {
     UnparsedPublicKey::new(&ED25519, &spki[12..])
         .verify(body.as_bytes(), &sig[4..])
         .unwrap_or_else(|_| panic!("the checkpoint is not signed by the key: {envelope}"));
+    assert_eq!(
+        check(envelope, origin, origin, spki),
+        size,
+        "the operator's verifier agrees"
+    );
     size
 }
