@@ -215,3 +215,43 @@ fn a_lost_tree_is_said_once_and_its_replacement_names_both() {
     );
     assert!(n[0].note.contains("tree 11"));
 }
+
+#[test]
+fn a_tile_log_switched_off_says_its_claim_and_key_are_kept_and_its_status_goes() {
+    let mut s = stack(1);
+    s.spec.rekor.generation = crate::api::RekorGeneration::V1;
+    let mut observed = Observed::default();
+    observed.claims.insert("demo-rekor-v2".into());
+    observed.secrets.insert(
+        "demo-rekor-v2-signer".into(),
+        crate::observed::SecretView::default(),
+    );
+    let status = status_of(&s, &observed, 5);
+    let c = conditions::find(&status.conditions, "RekorV2Available").expect("RekorV2Available");
+    assert_eq!(c.reason, REASON_DISABLED);
+    assert!(
+        c.message.contains("spec.rekor.generation is v1"),
+        "{}",
+        c.message
+    );
+    assert!(
+        c.message
+            .contains("PersistentVolumeClaim demo-rekor-v2 (the log's tiles)"),
+        "{}",
+        c.message
+    );
+    assert!(
+        c.message.contains("Secret demo-rekor-v2-signer"),
+        "{}",
+        c.message
+    );
+    assert!(status.rekor_v2.is_none());
+    // On v2, its status names the origin, the read path and the storage.
+    s.spec.rekor.generation = crate::api::RekorGeneration::V2;
+    let status = status_of(&s, &Observed::default(), 5);
+    let v2 = status.rekor_v2.expect("rekorV2");
+    assert_eq!(v2.origin.as_deref(), Some("demo-rekor-v2.ns1.svc"));
+    assert_eq!(v2.read_url.as_deref(), Some("http://demo-rekor-v2.ns1.svc"));
+    assert!(v2.storage.unwrap().starts_with("emptyDir"));
+    assert!(status.rekor.is_none());
+}
