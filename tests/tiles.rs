@@ -12,7 +12,10 @@ use std::{path::Path, time::Duration};
 
 use kube::Api;
 use serde_json::{Value, json};
-use sigstore_operator::api::SigstoreStack;
+use sigstore_operator::{
+    api::SigstoreStack,
+    verify::bundle::{Refusal, verify_bundle},
+};
 use support::{
     clients::{self, Exported, Kind, Signed, SigstorePython},
     cosign::Cosign,
@@ -256,6 +259,79 @@ async fn tile_stack(
         .verify(Some(env.path("TRUSTED_ROOT")), &py_blob, &py_bundle)
         .await;
     assert!(ok, "cosign 3 verifies sigstore-python's bundle:\n{log}");
+    // The operator's own verifier (the self-check's) accepts both with
+    // nothing but the published trust root, and says which check refuses
+    // a broken one.
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+    let root_json = read(env.path("TRUSTED_ROOT"));
+    let issuer = env.get("ISSUER_URL");
+    for (b, bl) in [(&signed, &bundle), (&py_blob, &py_bundle)] {
+        verify_bundle(
+            &root_json,
+            &read(bl),
+            &std::fs::read(b).unwrap(),
+            identity,
+            issuer,
+        )
+        .unwrap_or_else(|e| panic!("the operator's verifier refuses {}: {e}", bl.display()));
+    }
+    let refusal = |root: &str, bundle_json: &str, artifact: &[u8], who: &str| {
+        verify_bundle(root, bundle_json, artifact, who, issuer)
+            .expect_err("refused")
+            .reason
+    };
+    let good = read(&bundle);
+    let artifact = std::fs::read(&signed).unwrap();
+    assert_eq!(
+        refusal(&root_json, &good, b"another artifact", identity),
+        Refusal::SignatureInvalid
+    );
+    assert_eq!(
+        refusal(
+            &root_json,
+            &good,
+            &artifact,
+            "https://kubernetes.io/namespaces/x/serviceaccounts/y"
+        ),
+        Refusal::IdentityMismatch
+    );
+    let mut no_tsa: Value = serde_json::from_str(&root_json).unwrap();
+    no_tsa["timestampAuthorities"] = json!([]);
+    assert_eq!(
+        refusal(&no_tsa.to_string(), &good, &artifact, identity),
+        Refusal::TimestampInvalid,
+        "Rekor v2 gives no time: without the TSA nothing dates the certificate"
+    );
+    // Another CT log's key in the trust root: the SCT is by no trusted log.
+    let other = sigstore_operator::keys::PrivateKey::generate(
+        sigstore_operator::keys::Algorithm::EcdsaP256,
+    )
+    .unwrap();
+    let other_id = sigstore_operator::trust_root::log_key_id("x", &other.public_der).unwrap();
+    let mut other_ct: Value = serde_json::from_str(&root_json).unwrap();
+    let b64 = |b: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(b)
+    };
+    other_ct["ctlogs"][0]["publicKey"]["rawBytes"] = json!(b64(&other.public_der));
+    other_ct["ctlogs"][0]["logId"]["keyId"] = json!(b64(&other_id));
+    assert_eq!(
+        refusal(&other_ct.to_string(), &good, &artifact, identity),
+        Refusal::SctInvalid
+    );
+    // A checkpoint re-signed under another name is not the log's.
+    let mut moved: Value = serde_json::from_str(&good).unwrap();
+    let envelope = &mut moved["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]["checkpoint"]
+        ["envelope"];
+    let text = envelope
+        .as_str()
+        .unwrap()
+        .replacen(&origin, "elsewhere.example", 1);
+    *envelope = json!(text);
+    assert_eq!(
+        refusal(&root_json, &moved.to_string(), &artifact, identity),
+        Refusal::CheckpointInvalid
+    );
     // cosign 3 in a Pod, trusting nothing but the stack's TUF repository,
     // verifies both bundles and refuses a changed blob.
     let signed_here = [
@@ -477,6 +553,14 @@ async fn moving_from_rekor_v1_through_both_to_v2(
         ("TesseraCT", &on_tesseract, &tesseract_bundle),
     ] {
         let (ok, log) = cosign.verify(Some(&final_root), b, bl).await;
+        verify_bundle(
+            &root.to_string(),
+            &std::fs::read_to_string(bl).unwrap(),
+            &std::fs::read(b).unwrap(),
+            env.get("SIGNER_IDENTITY"),
+            env.get("ISSUER_URL"),
+        )
+        .unwrap_or_else(|e| panic!("the operator's verifier refuses the {what} bundle: {e}"));
         assert!(ok, "the {what} bundle verifies after the move:\n{log}");
     }
     v1_ready
