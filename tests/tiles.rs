@@ -36,7 +36,7 @@ fn cosign3(env: &Exported, work: &Path) -> Cosign {
 
 fn blob(work: &Path, text: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(work).unwrap();
-    let path = work.join(format!("{}.txt", text.len()));
+    let path = work.join(support::blob_name(text));
     std::fs::write(&path, text).unwrap();
     path
 }

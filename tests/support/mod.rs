@@ -234,6 +234,21 @@ pub async fn setup(test: &str) -> (&'static ControlPlane, Client, TestNamespace)
     (cp, client, ns)
 }
 
+/// A file name for a blob of `text`, one per text: its words, then
+/// `.txt` (two blobs of one length must not share a file).
+pub fn blob_name(text: &str) -> String {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(char::is_ascii_alphanumeric)
+                .collect::<String>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    format!("{}.txt", words.join("-"))
+}
+
 /// Polls `check` every 100 ms until it returns `Some`, or panics after
 /// `timeout` with `what`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T

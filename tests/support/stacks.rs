@@ -123,7 +123,7 @@ pub async fn sign(
         env.get("SIGNER_IDENTITY").to_owned(),
         env.get("ISSUER_URL").to_owned(),
     );
-    let blob = work.join(format!("{}.txt", text.len()));
+    let blob = work.join(super::blob_name(text));
     std::fs::write(&blob, text).unwrap();
     let services = Services {
         fulcio: env.get("FULCIO_URL").to_owned(),
