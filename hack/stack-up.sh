@@ -83,24 +83,20 @@ if ! k -n "$NS" wait --for=condition=Ready "sst/$NAME" --timeout="$WAIT_TIMEOUT"
 fi
 
 status() { k -n "$NS" get "sst/$NAME" -o "jsonpath={$1}"; }
-# url SERVICE [PATH [PORT]]: how the runner reaches Service SERVICE (port
-# PORT, 80 by default).
+# url SERVICE PATH: how the runner reaches Service SERVICE (port 80).
 url() {
-  local svc="$NAME-$1" path="${2:-}" svc_port="${3:-80}"
+  local svc="$NAME-$1" path="${2:-}"
   if [[ -z "$(k -n "$NS" get svc "$svc" --ignore-not-found -o name)" ]]; then
     return 0
   fi
   case "$EXPOSE" in
     cluster-ip)
-      local ip suffix=""
-      ip="$(k -n "$NS" get svc "$svc" -o jsonpath='{.spec.clusterIP}')"
-      [[ "$svc_port" == 80 ]] || suffix=":$svc_port"
-      printf 'http://%s%s%s' "$ip" "$suffix" "$path"
+      printf 'http://%s%s' "$(k -n "$NS" get svc "$svc" -o jsonpath='{.spec.clusterIP}')" "$path"
       ;;
     port-forward)
       local port
       port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-      nohup "$KUBECTL" -n "$NS" port-forward "svc/$svc" "$port:$svc_port" >"$OUT_DIR/port-forward-$1-$svc_port.log" 2>&1 &
+      nohup "$KUBECTL" -n "$NS" port-forward "svc/$svc" "$port:80" >"$OUT_DIR/port-forward-$1.log" 2>&1 &
       local pid=$!
       echo "$pid" >>"$OUT_DIR/port-forward.pids"
       local up=0
@@ -111,7 +107,7 @@ url() {
       if ((!up)); then
         kill "$pid" 2>/dev/null || true
         log "kubectl port-forward svc/$svc did not come up in 10 s; its log:"
-        cat "$OUT_DIR/port-forward-$1-$svc_port.log" >&2
+        cat "$OUT_DIR/port-forward-$1.log" >&2
         exit 1
       fi
       printf 'http://127.0.0.1:%s%s' "$port" "$path"

@@ -40,7 +40,7 @@ impl From<KeyAlgorithm> for Algorithm {
 
 /// The SubjectPublicKeyInfo DER of an Ed25519 key is this prefix and the
 /// 32-byte key (RFC 8410).
-const ED25519_SPKI_PREFIX: [u8; 12] = [
+pub const ED25519_SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 ];
 

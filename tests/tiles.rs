@@ -309,10 +309,7 @@ async fn tile_stack(
     .unwrap();
     let other_id = sigstore_operator::trust_root::log_key_id("x", &other.public_der).unwrap();
     let mut other_ct: Value = serde_json::from_str(&root_json).unwrap();
-    let b64 = |b: &[u8]| {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(b)
-    };
+    let b64 = support::note::b64;
     other_ct["ctlogs"][0]["publicKey"]["rawBytes"] = json!(b64(&other.public_der));
     other_ct["ctlogs"][0]["logId"]["keyId"] = json!(b64(&other_id));
     assert_eq!(

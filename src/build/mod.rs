@@ -158,14 +158,7 @@ pub fn claims(owner: &Owner, spec: &SigstoreStackSpec) -> Vec<PersistentVolumeCl
     let mut out: Vec<PersistentVolumeClaim> =
         trillian::database_claim(owner, spec).into_iter().collect();
     for component in Component::ALL.into_iter().filter(|c| c.wanted(spec)) {
-        let storage = match component {
-            Component::Rekor(component::RekorBackend::Tiles) => spec.rekor.v2.storage.as_ref(),
-            Component::Ctlog(component::CtBackend::Tesseract) => {
-                spec.ctlog.tesseract.storage.as_ref()
-            }
-            _ => None,
-        };
-        if let Some(storage) = storage {
+        if let Some(Some(storage)) = tiles::storage(component, spec) {
             out.push(workload::claim(owner, component.label(), storage));
         }
     }

@@ -9,27 +9,38 @@ use k8s_openapi::{
     apimachinery::pkg::util::intstr::IntOrString,
 };
 
+use super::component::{Component, CtBackend, RekorBackend};
 use super::{
     Inputs, Object, meta,
     workload::{container, mount, served, storage_volume},
 };
-use crate::api::DatabaseStorage;
+use crate::api::{DatabaseStorage, SigstoreStackSpec};
 
 /// The front's port in the container; the Service's port 80 goes there.
 pub const FRONT_PORT: i32 = 8080;
 /// Where the log's volume is mounted.
 pub const DIR: &str = "/var/run/tiles";
 
+/// Where `component` keeps its tiles under `spec`: `Some` for a tile-based
+/// log (holding its claim's storage, or `None` for an emptyDir), `None`
+/// for any other component.
+pub fn storage(component: Component, spec: &SigstoreStackSpec) -> Option<Option<&DatabaseStorage>> {
+    match component {
+        Component::Rekor(RekorBackend::Tiles) => Some(spec.rekor.v2.storage.as_ref()),
+        Component::Ctlog(CtBackend::Tesseract) => Some(spec.ctlog.tesseract.storage.as_ref()),
+        Component::Rekor(RekorBackend::Trillian)
+        | Component::Ctlog(CtBackend::Trillian)
+        | Component::Trillian
+        | Component::Fulcio
+        | Component::Tsa
+        | Component::Tuf => None,
+    }
+}
+
 /// The log's in-cluster URL: `http://<origin>`, so the host of its
 /// `baseUrl` in the trust root is its checkpoint origin.
 pub fn url(owner: &meta::Owner, part: &str) -> String {
     format!("http://{}", owner.host_of(part))
-}
-
-/// Where monitors and witnesses read the log (`/checkpoint`, `/tile/...`):
-/// its URL, which also takes its writes.
-pub fn read_url(owner: &meta::Owner, part: &str) -> String {
-    url(owner, part)
 }
 
 /// An HTTP readiness probe on `path` at `port`.

@@ -84,11 +84,12 @@ pub fn publish(
         .then_some(cluster_issuer)
         .flatten();
     // The logs that speak Rekor's v2 API.
-    let v2_logs: Vec<String> = crate::build::component::RekorBackend::wanted(spec)
-        .into_iter()
-        .filter(|b| *b == crate::build::component::RekorBackend::Tiles)
-        .map(|_| crate::build::rekor_v2::url(owner))
-        .collect();
+    let v2_logs: Vec<String> =
+        crate::build::component::Component::Rekor(crate::build::component::RekorBackend::Tiles)
+            .wanted(spec)
+            .then(|| crate::build::rekor_v2::url(owner))
+            .into_iter()
+            .collect();
     let config = trust_root::signing_config(&root, issuer, &v2_logs);
     Published::of(&root, &config).map_err(|e| NotPublished::Invalid(e.to_string()))
 }

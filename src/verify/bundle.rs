@@ -10,7 +10,7 @@ use sigstore_verify::{
     trust_root::TrustedRoot, types::Bundle,
 };
 
-use super::note;
+use super::{b64, note};
 use crate::trust_root::origin_of;
 
 /// Which check refused a bundle: the self-check's condition reason.
@@ -90,11 +90,6 @@ fn classify(e: &VerifyError) -> Refusal {
         VerifyError::InvalidTrustRoot(_) | VerifyError::TrustRoot(_) => Refusal::TrustRootInvalid,
         _ => Refusal::BundleInvalid,
     }
-}
-
-fn b64(text: &str) -> Option<Vec<u8>> {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
 /// Checks every checkpoint in `bundle` against its log in `root`: signed by

@@ -2,8 +2,8 @@
 //! <name> <base64(key hash ‖ signature)>`), checked against a log's key and
 //! origin from the trust root, as clients check them.
 
-use super::merkle::Hash;
-use crate::trust_root::log_key_id;
+use super::{b64, merkle::Hash};
+use crate::{keys::ED25519_SPKI_PREFIX, trust_root::log_key_id};
 use p256::ecdsa::{Signature as P256Signature, VerifyingKey, signature::Verifier as _};
 use pkcs8::DecodePublicKey;
 
@@ -41,13 +41,6 @@ pub enum NoteError {
     /// A signature by the log's key does not verify.
     #[error("the signature by the log's key does not verify")]
     BadSignature,
-}
-
-fn b64(text: &str) -> Option<Vec<u8>> {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .ok()
 }
 
 /// The key hash a note signature line starts with for `spki` under `name`:
@@ -106,12 +99,8 @@ pub fn verify(
 
 fn check_signature(spki: &[u8], message: &[u8], signature: &[u8]) -> Result<(), NoteError> {
     use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
-    // An Ed25519 SPKI is a 12-byte prefix and the 32-byte key (RFC 8410).
-    const ED25519_PREFIX: [u8; 12] = [
-        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-    ];
-    if spki.len() == 44 && spki[..12] == ED25519_PREFIX {
-        return UnparsedPublicKey::new(&ED25519, &spki[12..])
+    if let Some(raw) = spki.strip_prefix(&ED25519_SPKI_PREFIX[..]) {
+        return UnparsedPublicKey::new(&ED25519, raw)
             .verify(message, signature)
             .map_err(|_| NoteError::BadSignature);
     }

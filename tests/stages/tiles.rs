@@ -7,7 +7,6 @@
 
 use std::path::Path;
 
-use base64::Engine;
 use sha2::{Digest, Sha256};
 use sigstore_operator::{
     keys::{Algorithm, PrivateKey},
@@ -16,11 +15,7 @@ use sigstore_operator::{
 };
 
 use super::*;
-use support::note::{parse as note, unb64};
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
+use support::note::{b64, parse as note, unb64};
 
 /// rekor-tiles' arguments on `keys` (the signer Secret mounted) and `tiles`.
 fn rekor_v2_args(

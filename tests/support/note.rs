@@ -5,6 +5,11 @@ use base64::Engine;
 use sigstore_operator::trust_root::log_key_id;
 
 /// Base64, standard alphabet.
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Base64, standard alphabet, decoded.
 pub fn unb64(text: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(text.trim())

@@ -369,12 +369,7 @@ fn log_status(
         .and_then(|s| s.public.get(part.key))
         .cloned();
     let origin = crate::trust_root::origin_of(&part.url).to_owned();
-    let tiles = component.trillian_log().is_none();
-    let storage = match component {
-        Component::Rekor(RekorBackend::Tiles) => Some(spec.rekor.v2.storage.is_some()),
-        Component::Ctlog(CtBackend::Tesseract) => Some(spec.ctlog.tesseract.storage.is_some()),
-        _ => None,
-    };
+    let storage = build::tiles::storage(component, spec).map(|s| s.is_some());
     Some(LogStatus {
         url: Some(part.url.clone()),
         log_id: public_key
@@ -384,7 +379,8 @@ fn log_status(
         tree_id: component
             .trillian_log()
             .and_then(|log| observed.tree_id(&names::log_config(&owner.name, log))),
-        read_url: tiles.then(|| build::tiles::read_url(owner, component.label())),
+        // The front serves the read path at the log's own URL.
+        read_url: storage.map(|_| part.url.clone()),
         storage: storage.map(|claim| {
             if claim {
                 format!("PersistentVolumeClaim {}", owner.name_of(component.label()))

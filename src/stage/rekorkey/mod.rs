@@ -15,6 +15,7 @@ use super::{
     secrets::{self, Created, Data},
 };
 use crate::{
+    build::component::{Component, RekorBackend},
     keys::{Algorithm, PrivateKey, random_password},
     names,
 };
@@ -55,19 +56,20 @@ pub enum Log {
     V2(Algorithm),
 }
 
-impl Log {
-    /// The private and the public Secret.
-    pub fn secrets(self, stack: &str) -> (String, String) {
-        match self {
-            Self::V1 => (names::rekor_signer(stack), names::rekor_public(stack)),
-            Self::V2(_) => (names::rekor_v2_signer(stack), names::rekor_v2_public(stack)),
-        }
+/// The private and the public Secret of `backend`'s key.
+pub fn secrets(backend: RekorBackend, stack: &str) -> (String, String) {
+    match backend {
+        RekorBackend::Trillian => (names::rekor_signer(stack), names::rekor_public(stack)),
+        RekorBackend::Tiles => (names::rekor_v2_signer(stack), names::rekor_v2_public(stack)),
     }
+}
 
-    fn component(self) -> &'static str {
+impl Log {
+    /// The Rekor whose key it is.
+    pub fn backend(self) -> RekorBackend {
         match self {
-            Self::V1 => names::REKOR,
-            Self::V2(_) => names::REKOR_V2,
+            Self::V1 => RekorBackend::Trillian,
+            Self::V2(_) => RekorBackend::Tiles,
         }
     }
 
@@ -82,8 +84,8 @@ impl Log {
 /// Runs rekorkey for `log`; `true` when a key was made.
 pub async fn run(ctx: &StageContext, log: Log) -> Result<bool, StageError> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let (name, public) = log.secrets(&ctx.stack);
-    let labels = secrets::labels(&ctx.stack, log.component());
+    let (name, public) = self::secrets(log.backend(), &ctx.stack);
+    let labels = secrets::labels(&ctx.stack, Component::Rekor(log.backend()).label());
     let created = secrets::create_once(&api, &ctx.namespace, &name, REQUIRED, &labels, || {
         generate_with(log.algorithm())
     })

@@ -8,7 +8,6 @@ use crate::{
         self, Owner, Placeholder,
         component::{Component, RekorBackend},
     },
-    names,
     stage::table::{Contribution, Rules, View, key_pair_done},
     trust_root::Slot,
 };
@@ -23,10 +22,7 @@ pub static V2: RekorKey = RekorKey(RekorBackend::Tiles);
 
 impl RekorKey {
     fn secrets(&self, stack: &str) -> (String, String) {
-        match self.0 {
-            RekorBackend::Trillian => (names::rekor_signer(stack), names::rekor_public(stack)),
-            RekorBackend::Tiles => (names::rekor_v2_signer(stack), names::rekor_v2_public(stack)),
-        }
+        super::secrets(self.0, stack)
     }
 }
 
