@@ -171,6 +171,24 @@ pub enum StageCommand {
     /// Create the TUF role keys once and sign the TUF repository (again
     /// when its inputs change or a role comes due).
     Createtuf(CreateTufArgs),
+    /// Sign a blob with the stack's Fulcio, TSA and every Rekor log, verify
+    /// the bundles with nothing but the published trust root, and record
+    /// the result and the proof in ConfigMap `<stack>-selfcheck`.
+    Selfcheck(SelfCheckArgs),
+}
+
+/// Flags of `stage selfcheck`.
+#[derive(Debug, clap::Args)]
+pub struct SelfCheckArgs {
+    #[command(flatten)]
+    pub common: StageArgs,
+    /// The service-account token to sign with (audience `sigstore`).
+    #[arg(long, default_value = "/var/run/sigstore/token")]
+    pub token: std::path::PathBuf,
+    /// What the operator runs this check for (recorded with the result);
+    /// without it, the trust root's fingerprint.
+    #[arg(long)]
+    pub inputs: Option<String>,
 }
 
 /// Flags of `stage rekorkey`.

@@ -11,7 +11,7 @@ use sigstore_operator::{
     shutdown,
     stage::{
         StageContext, createcertchain, createcerts, createctconfig, createtesseract, createtree,
-        createtuf, rekorkey,
+        createtuf, rekorkey, selfcheck,
     },
     telemetry, tuf,
 };
@@ -134,6 +134,13 @@ async fn run_stage(stage: StageCommand) -> Result<()> {
                 timestamp: args.timestamp_expiry.as_std(),
             };
             createtuf::run(&context(args.common), &expiry).await?;
+        }
+        StageCommand::Selfcheck(args) => {
+            let stage_args = selfcheck::Args {
+                token: args.token,
+                inputs: args.inputs,
+            };
+            selfcheck::run(&context(args.common), &stage_args).await?;
         }
     }
     Ok(())

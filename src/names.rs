@@ -117,6 +117,12 @@ pub fn tuf_repository(stack: &str) -> String {
     format!("{stack}-tuf-repository")
 }
 
+/// The self-check's record and proof: keys `result`, `reason`,
+/// `message`, `inputs`, `checkedAt`, the artifact and a bundle per log.
+pub fn selfcheck(stack: &str) -> String {
+    format!("{stack}-{SELFCHECK}")
+}
+
 /// A workload part: Deployment, Service and (where it has one) its
 /// ServiceAccount share the name `<stack>-<part>`.
 pub fn part(stack: &str, part: &str) -> String {
@@ -152,6 +158,8 @@ pub const TRUST_ROOT: &str = "trust-root";
 pub const TUF: &str = "tuf";
 /// Fulcio's config ConfigMap (key `config.yaml`).
 pub const FULCIO_CONFIG: &str = "fulcio-config";
+/// The self-check: its stage, label and ConfigMap.
+pub const SELFCHECK: &str = "selfcheck";
 /// The ServiceAccount, Role and RoleBinding the stage Jobs run as.
 pub const STAGES: &str = "stages";
 

@@ -247,6 +247,36 @@ pub fn tuf_view(cm: &ConfigMap) -> TufView {
     }
 }
 
+/// One of the stack's own conditions, as its status carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConditionView {
+    /// Whether it is `True`.
+    pub holds: bool,
+    /// Its reason.
+    pub reason: String,
+    /// When it last changed.
+    pub since: Option<Timestamp>,
+}
+
+/// The stack's conditions by type, from its status.
+pub fn condition_views(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> BTreeMap<String, ConditionView> {
+    conditions
+        .iter()
+        .map(|c| {
+            (
+                c.type_.clone(),
+                ConditionView {
+                    holds: c.status == "True",
+                    reason: c.reason.clone(),
+                    since: Some(c.last_transition_time.0),
+                },
+            )
+        })
+        .collect()
+}
+
 /// Everything a stack owns, reduced.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observed {
@@ -264,6 +294,8 @@ pub struct Observed {
     pub tuf: Option<TufView>,
     /// PersistentVolumeClaims by name.
     pub claims: BTreeSet<String>,
+    /// The stack's own conditions as the last pass wrote them.
+    pub conditions: BTreeMap<String, ConditionView>,
 }
 
 impl Observed {

@@ -60,6 +60,32 @@ pub struct SigstoreStackSpec {
     /// The stage Jobs that create keys, trees and the trust root.
     #[serde(default, skip_serializing_if = "StagesSpec::is_unset")]
     pub stages: StagesSpec,
+    /// The sign-and-verify round trip that `Ready` waits for.
+    #[serde(default)]
+    pub self_check: SelfCheckSpec,
+}
+
+/// The self-check: once every component is available, and again whenever
+/// the trust root changes, a Job signs a blob as a client would (a Fulcio
+/// certificate for its projected service-account token, an RFC 3161
+/// timestamp, an entry in each Rekor log) and verifies the bundle with
+/// nothing but the published `trusted_root.json`. Its result is condition
+/// `SigningVerified`, part of `Ready`; its bundles and artifact are
+/// published in ConfigMap `<stack>-selfcheck`. It runs when Fulcio trusts
+/// the cluster's issuer and a Rekor log runs.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SelfCheckSpec {
+    /// Whether `Ready` waits for the self-check. Off, `Ready` means every
+    /// stage is done and every workload available, as before.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+impl Default for SelfCheckSpec {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// The stage Jobs.

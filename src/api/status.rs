@@ -57,6 +57,35 @@ pub struct SigstoreStackStatus {
     /// `--trust-config`, kwctl and sigstore-rs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_config: Option<ConfigMapKeyReference>,
+    /// The last passing self-check: what it signed, as whom, and its
+    /// bundles, so anyone can verify them with any client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_check: Option<SelfCheckStatus>,
+}
+
+/// The proof of the last passing self-check, in ConfigMap
+/// `<stack>-selfcheck`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SelfCheckStatus {
+    /// The blob that was signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ConfigMapKeyReference>,
+    /// One Sigstore bundle (v0.3) per Rekor log the stack runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bundles: Vec<ConfigMapKeyReference>,
+    /// The certificate identity (SAN) the bundles were signed as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// The OIDC issuer of that identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// When the check passed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<String>,
+    /// How long the round trip took, e.g. `1.8s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
 }
 
 /// A one-word summary of a stack's state.

@@ -45,6 +45,9 @@ pub enum Component {
     Tsa,
     /// The TUF repository's server.
     Tuf,
+    /// The sign-and-verify round trip `Ready` waits for: a stage, no
+    /// workload.
+    SelfCheck,
 }
 
 impl RekorBackend {
@@ -97,7 +100,7 @@ impl CtBackend {
 impl Component {
     /// Every component and backend, in the order they are built and
     /// reported.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Trillian,
         Self::Rekor(RekorBackend::Trillian),
         Self::Rekor(RekorBackend::Tiles),
@@ -106,6 +109,7 @@ impl Component {
         Self::Fulcio,
         Self::Tsa,
         Self::Tuf,
+        Self::SelfCheck,
     ];
 
     /// Whether `spec` wants it running.
@@ -123,6 +127,14 @@ impl Component {
             Self::Tsa => spec.tsa.enabled,
             // A repository of nothing serves no one.
             Self::Tuf => spec.tuf.enabled && crate::trust_root::wanted(spec),
+            // It signs with the cluster's token, so Fulcio must trust the
+            // cluster's issuer, and a log must take the entry.
+            Self::SelfCheck => {
+                spec.self_check.enabled
+                    && spec.fulcio.enabled
+                    && spec.fulcio.trust_cluster_issuer
+                    && spec.rekor.enabled
+            }
         }
     }
 
@@ -143,6 +155,11 @@ impl Component {
             Self::Tsa => "spec.tsa.enabled is false",
             Self::Tuf if !spec.tuf.enabled => "spec.tuf.enabled is false",
             Self::Tuf => "no component puts anything in the trust root for TUF to serve",
+            Self::SelfCheck if !spec.self_check.enabled => "spec.selfCheck.enabled is false",
+            Self::SelfCheck => {
+                "it signs with the cluster's service-account token and writes to Rekor: it needs \
+                 spec.fulcio.enabled, spec.fulcio.trustClusterIssuer and spec.rekor.enabled"
+            }
         }
     }
 
@@ -157,6 +174,7 @@ impl Component {
             Self::Fulcio => "FulcioAvailable",
             Self::Tsa => "TSAAvailable",
             Self::Tuf => "TUFAvailable",
+            Self::SelfCheck => "SigningVerified",
         }
     }
 
@@ -172,6 +190,7 @@ impl Component {
             Self::Fulcio => names::FULCIO,
             Self::Tsa => names::TSA,
             Self::Tuf => names::TUF,
+            Self::SelfCheck => names::SELFCHECK,
         }
     }
 
@@ -185,7 +204,8 @@ impl Component {
             | Self::Trillian
             | Self::Fulcio
             | Self::Tsa
-            | Self::Tuf => None,
+            | Self::Tuf
+            | Self::SelfCheck => None,
         }
     }
 
@@ -207,6 +227,7 @@ impl Component {
             Self::Fulcio => vec![names::FULCIO],
             Self::Tsa => vec![names::TSA],
             Self::Tuf => vec![names::TUF],
+            Self::SelfCheck => Vec::new(),
         }
     }
 }
@@ -238,7 +259,8 @@ mod tests {
                 Component::Ctlog(CtBackend::Tesseract),
                 Component::Fulcio,
                 Component::Tsa,
-                Component::Tuf
+                Component::Tuf,
+                Component::SelfCheck
             ],
             "no Trillian under tile-based logs"
         );

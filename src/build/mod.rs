@@ -134,6 +134,8 @@ pub fn objects(inputs: &Inputs<'_>) -> Result<Vec<Object>, serde_yaml::Error> {
             Component::Fulcio => fulcio::objects(inputs)?,
             Component::Tsa => tsa::objects(inputs),
             Component::Tuf => tuf::objects(inputs),
+            // A stage, no workload.
+            Component::SelfCheck => Vec::new(),
         });
     }
     if let Some(published) = &inputs.trust_root {

@@ -37,8 +37,9 @@ pub fn objects(owner: &Owner, spec: &SigstoreStackSpec, outputs: &[Placeholder])
     if !secrets.is_empty() {
         rules.push(rule("secrets", &["get", "update", "patch"], secrets));
     }
-    if Component::Tuf.wanted(spec) {
-        // createtuf reads the trust root the operator publishes.
+    if Component::Tuf.wanted(spec) || Component::SelfCheck.wanted(spec) {
+        // createtuf and the self-check read the trust root the operator
+        // publishes.
         rules.push(rule(
             "configmaps",
             &["get"],
@@ -105,10 +106,12 @@ mod tests {
             &[
                 "demo-rekor-config",
                 "demo-ctlog-config",
-                "demo-tuf-repository"
+                "demo-tuf-repository",
+                "demo-selfcheck"
             ]
         );
-        // createtuf reads the published trust root, and nothing else.
+        // createtuf and the self-check read the published trust root, and
+        // nothing else.
         assert_eq!(rules[2].verbs, ["get"]);
         assert_eq!(
             rules[2].resource_names.as_ref().unwrap(),

@@ -33,7 +33,8 @@ pub fn storage(component: Component, spec: &SigstoreStackSpec) -> Option<Option<
         | Component::Trillian
         | Component::Fulcio
         | Component::Tsa
-        | Component::Tuf => None,
+        | Component::Tuf
+        | Component::SelfCheck => None,
     }
 }
 

@@ -6,7 +6,11 @@ use std::time::Duration as StdDuration;
 use k8s_openapi::{
     api::{
         batch::v1::{Job, JobSpec},
-        core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, PodTemplateSpec},
+        core::v1::{
+            EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec, PodTemplateSpec,
+            ProjectedVolumeSource, ServiceAccountTokenProjection, Volume, VolumeMount,
+            VolumeProjection,
+        },
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
@@ -51,20 +55,24 @@ pub struct JobSettings {
     pub source: ImageSource,
 }
 
+/// Where a stage that signs finds its projected service-account token.
+pub const TOKEN_DIR: &str = "/var/run/sigstore";
+
 /// The Pod template of `stage`'s Jobs. Its hash names the Job, so a spec
-/// change that changes the stage's flags starts a fresh Job.
+/// change that changes the stage's flags, or new `inputs` (what the stage
+/// runs for beyond the spec), starts a fresh Job.
 pub fn template(
     owner: &Owner,
     spec: &SigstoreStackSpec,
     stage: Stage,
     settings: &JobSettings,
+    inputs: Option<&str>,
 ) -> PodTemplateSpec {
-    let mut c = container(
-        "stage",
-        &settings.image,
-        args(owner, spec, stage, settings.timeout),
-        &[],
-    );
+    let mut argv = args(owner, spec, stage, settings.timeout);
+    if let Some(inputs) = inputs {
+        argv.push(format!("--inputs={inputs}"));
+    }
+    let mut c = container("stage", &settings.image, argv, &[]);
     c.command = Some(vec![OPERATOR_BINARY.into()]);
     c.env = Some(vec![
         env("STACK", &owner.name),
@@ -99,10 +107,42 @@ pub fn template(
         }),
     };
     if let Some(pod) = template.spec.as_mut() {
+        if let Some(audience) = stage.rules().token_audience() {
+            add_token(pod, audience);
+        }
         let wanted = pods::settings(spec, STAGES);
         pods::finish(pod, &wanted, &settings.source.pull_secrets);
     }
     template
+}
+
+/// A projected service-account token for `audience` at
+/// `TOKEN_DIR/token`, as a client Pod signing with Fulcio has it.
+fn add_token(pod: &mut PodSpec, audience: &str) {
+    pod.volumes.get_or_insert_default().push(Volume {
+        name: "sigstore-token".into(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![VolumeProjection {
+                service_account_token: Some(ServiceAccountTokenProjection {
+                    audience: Some(audience.into()),
+                    // The shortest the API server issues; the check takes seconds.
+                    expiration_seconds: Some(600),
+                    path: "token".into(),
+                }),
+                ..VolumeProjection::default()
+            }]),
+            ..ProjectedVolumeSource::default()
+        }),
+        ..Volume::default()
+    });
+    for c in &mut pod.containers {
+        c.volume_mounts.get_or_insert_default().push(VolumeMount {
+            name: "sigstore-token".into(),
+            mount_path: TOKEN_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
 }
 
 /// `<stack>-<stage>-<hash>-<attempt>`.
@@ -190,7 +230,7 @@ mod tests {
     #[test]
     fn job_runs_as_the_stage_account() {
         let spec = SigstoreStackSpec::default();
-        let t = template(&owner(), &spec, Stage::RekorTree, &settings());
+        let t = template(&owner(), &spec, Stage::RekorTree, &settings(), None);
         let hash = crate::build::content_hash(&t);
         let job = job(&owner(), Stage::RekorTree, t, &hash, 3, &settings());
         assert_eq!(
@@ -204,6 +244,48 @@ mod tests {
             args.contains(&"--trillian-address=demo-trillian-log-server.ns1.svc:8090".to_owned())
         );
         assert_eq!(job.spec.as_ref().unwrap().backoff_limit, Some(2));
+        assert!(
+            pod.volumes.is_none(),
+            "no token for a stage that does not sign"
+        );
+    }
+
+    #[test]
+    fn the_self_check_signs_with_a_sigstore_token_and_runs_for_its_inputs() {
+        let spec = SigstoreStackSpec::default();
+        let t = template(
+            &owner(),
+            &spec,
+            Stage::SelfCheck,
+            &settings(),
+            Some("ab.12"),
+        );
+        let pod = t.spec.as_ref().unwrap();
+        let projected = pod.volumes.as_ref().unwrap()[0].projected.as_ref().unwrap();
+        let token = projected.sources.as_ref().unwrap()[0]
+            .service_account_token
+            .as_ref()
+            .unwrap();
+        assert_eq!(token.audience.as_deref(), Some("sigstore"));
+        let c = &pod.containers[0];
+        assert_eq!(c.volume_mounts.as_ref().unwrap()[0].mount_path, TOKEN_DIR);
+        assert!(
+            c.args
+                .as_ref()
+                .unwrap()
+                .contains(&"--inputs=ab.12".to_owned())
+        );
+        let other = template(
+            &owner(),
+            &spec,
+            Stage::SelfCheck,
+            &settings(),
+            Some("cd.12"),
+        );
+        assert_ne!(
+            crate::build::content_hash(&t),
+            crate::build::content_hash(&other)
+        );
     }
 
     #[test]

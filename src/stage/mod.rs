@@ -13,6 +13,7 @@ pub mod createtuf;
 pub mod job;
 pub mod rekorkey;
 pub mod secrets;
+pub mod selfcheck;
 pub mod table;
 
 pub use table::{Stage, View};
@@ -104,6 +105,9 @@ pub enum StageError {
     /// The TUF repository cannot be built; the message says why.
     #[error("{0}")]
     Tuf(#[from] crate::tuf::TufError),
+    /// The self-check failed; the message names the step and the server.
+    #[error("{0}")]
+    SelfCheck(#[from] selfcheck::record::CheckError),
     /// Stopped by a signal.
     #[error("cancelled")]
     Cancelled,

@@ -8,6 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::{
     createcertchain, createcerts, createctconfig, createtesseract, createtree, createtuf, rekorkey,
+    selfcheck,
 };
 use crate::{
     api::SigstoreStackSpec,
@@ -37,6 +38,8 @@ pub enum Stage {
     TsaChain,
     /// The TUF repository (role keys once; metadata signed and re-signed).
     Tuf,
+    /// The sign-and-verify round trip (again whenever its inputs change).
+    SelfCheck,
 }
 
 /// What a stage's rules read: the stack, its spec and what exists.
@@ -84,8 +87,27 @@ pub trait Rules: Sync {
     fn waiting_for(&self, _view: View<'_>) -> Option<String> {
         None
     }
+    /// The condition reason while it waits, when not the generic one.
+    fn waiting_reason(&self, _view: View<'_>) -> Option<&'static str> {
+        None
+    }
+    /// What its Jobs run for beyond the spec: a change starts a fresh Job
+    /// (`--inputs=<key>`) at once.
+    fn inputs(&self, _view: View<'_>) -> Option<String> {
+        None
+    }
+    /// Why its last run for the current inputs failed, as a condition
+    /// reason and message, when the stage says more than its Job's log.
+    fn failure(&self, _view: View<'_>) -> Option<(&'static str, String)> {
+        None
+    }
     /// When a complete output must be made again all the same.
     fn refresh_at(&self, _observed: &Observed) -> Option<Timestamp> {
+        None
+    }
+    /// The audience of the service-account token its Pod signs with, if
+    /// it signs.
+    fn token_audience(&self) -> Option<&'static str> {
         None
     }
     /// What it gives the trust root, if anything.
@@ -96,7 +118,7 @@ pub trait Rules: Sync {
 
 impl Stage {
     /// Every stage, in the order they are reported.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Certs,
         Self::RekorKey,
         Self::RekorV2Key,
@@ -106,6 +128,7 @@ impl Stage {
         Self::TesseractConfig,
         Self::TsaChain,
         Self::Tuf,
+        Self::SelfCheck,
     ];
 
     /// The stage's rules.
@@ -120,6 +143,7 @@ impl Stage {
             Self::TesseractConfig => &createtesseract::rules::TesseractConfig,
             Self::TsaChain => &createcertchain::rules::TsaChain,
             Self::Tuf => &createtuf::rules::Tuf,
+            Self::SelfCheck => &selfcheck::rules::SelfCheck,
         }
     }
 
@@ -235,7 +259,10 @@ mod tests {
         assert_eq!(conditions.len(), Stage::ALL.len());
         for stage in Stage::ALL {
             assert_eq!(Stage::from_id(stage.id()), Some(stage));
-            assert!(stage.condition().ends_with("Created"), "{stage:?}");
+            assert!(
+                stage.condition().ends_with("Created") || stage == Stage::SelfCheck,
+                "{stage:?}"
+            );
         }
         assert_eq!(Stage::from_id("gone"), None);
     }

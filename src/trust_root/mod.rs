@@ -229,16 +229,19 @@ fn authority(
     })
 }
 
-/// Keeps open the entries that hold `current` material and appends the
-/// current material no open entry holds; closes every other open entry
-/// (its key changed, or its component or backend was turned off), so
-/// signatures made while it served still verify.
+/// Keeps open the entries that hold `current` material and appends what no
+/// open entry holds; closes every other open entry (its key changed, or its
+/// component or backend was turned off), so signatures made while it
+/// served still verify. With `one_per_key` (logs), material that comes back
+/// (a log turned off and on again, a key put back) reopens its last entry
+/// instead: clients refuse a trust root that lists a log ID twice.
 fn merge<T>(
     previous: &[T],
     current: Vec<T>,
     same: impl Fn(&T, &T) -> bool,
     range: fn(&mut T) -> Option<&mut TimeRange>,
     now: Timestamp,
+    one_per_key: bool,
 ) -> Vec<T>
 where
     T: Clone,
@@ -255,7 +258,20 @@ where
             }
         }
         if !open {
-            fresh.push(c);
+            let back = out
+                .iter_mut()
+                .enumerate()
+                .rev()
+                .find(|(i, e)| one_per_key && !kept[*i] && same(e, &c));
+            match back {
+                Some((i, e)) => {
+                    if let Some(r) = range(e) {
+                        r.end = None;
+                    }
+                    kept[i] = true;
+                }
+                None => fresh.push(c),
+            }
         }
     }
     for (e, kept) in out.iter_mut().zip(kept) {
@@ -320,13 +336,14 @@ pub fn trusted_root(
         .transpose()?;
     Ok(TrustedRoot {
         media_type: TRUSTED_ROOT_MEDIA_TYPE.into(),
-        tlogs: merge(&prev.tlogs, tlogs, same_log, log_range, now),
+        tlogs: merge(&prev.tlogs, tlogs, same_log, log_range, now, true),
         certificate_authorities: merge(
             &prev.certificate_authorities,
             fulcio.into_iter().collect(),
             same_authority,
             ca_range,
             now,
+            false,
         ),
         ctlogs: merge(
             &prev.ctlogs,
@@ -334,6 +351,7 @@ pub fn trusted_root(
             same_log,
             log_range,
             now,
+            true,
         ),
         timestamp_authorities: merge(
             &prev.timestamp_authorities,
@@ -341,6 +359,7 @@ pub fn trusted_root(
             same_authority,
             ca_range,
             now,
+            false,
         ),
     })
 }

@@ -150,6 +150,42 @@ fn a_new_key_closes_the_old_entry_and_adds_one() {
 }
 
 #[test]
+fn a_log_key_that_comes_back_reopens_its_entry_so_no_log_id_is_listed_twice() {
+    let m = material();
+    let first = trusted_root(None, &m, at(1_000_000)).unwrap();
+    // The CT log's public key replaced by another, then put back.
+    let mut other = m.clone();
+    other.ctlog = material().ctlog;
+    let second = trusted_root(Some(&first), &other, at(2_000_000)).unwrap();
+    assert_eq!(second.ctlogs.len(), 2);
+    let third = trusted_root(Some(&second), &m, at(3_000_000)).unwrap();
+    assert_eq!(third.ctlogs.len(), 2, "reopened, not listed twice");
+    assert_eq!(third.ctlogs[0].log_id, first.ctlogs[0].log_id);
+    assert!(log_open(&third.ctlogs[0]));
+    assert!(!log_open(&third.ctlogs[1]), "the stranger is closed");
+    // Rekor off and on again: one entry, open.
+    let mut off = m.clone();
+    off.rekor = None;
+    let closed = trusted_root(Some(&first), &off, at(2_000_000)).unwrap();
+    assert!(!log_open(&closed.tlogs[0]));
+    let on = trusted_root(Some(&closed), &m, at(3_000_000)).unwrap();
+    assert_eq!(on.tlogs.len(), 1);
+    assert!(log_open(&on.tlogs[0]));
+    let json = serde_json::to_string(&on).unwrap();
+    sigstore_verify::trust_root::TrustedRoot::from_json(&json)
+        .unwrap()
+        .rekor_keys()
+        .expect("sigstore-rs reads it");
+}
+
+fn log_open(l: &TransparencyLogInstance) -> bool {
+    l.public_key
+        .as_ref()
+        .and_then(|k| k.valid_for.as_ref())
+        .is_some_and(|r| r.end.is_none())
+}
+
+#[test]
 fn a_component_turned_off_is_closed_and_no_longer_signs() {
     let m = material();
     let first = trusted_root(None, &m, at(1_000_000)).unwrap();

@@ -37,6 +37,19 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every check.
+    pub const ALL: [Self; 9] = [
+        Self::TrustRootInvalid,
+        Self::BundleInvalid,
+        Self::CertificateInvalid,
+        Self::SctInvalid,
+        Self::CheckpointInvalid,
+        Self::TlogInvalid,
+        Self::TimestampInvalid,
+        Self::SignatureInvalid,
+        Self::IdentityMismatch,
+    ];
+
     /// The condition reason.
     pub fn reason(self) -> &'static str {
         match self {

@@ -214,7 +214,7 @@ async fn empty_spec_comes_up_in_order_and_settles() {
     let before = settle(&env).await;
     let same: Value = json!({
         "apiVersion": "scaffolding.sigstore.dev/v1alpha1", "kind": "SigstoreStack",
-        "metadata": {"name": "demo"}, "spec": {},
+        "metadata": {"name": "demo"}, "spec": {"selfCheck": {"enabled": false}},
     });
     env.stacks()
         .patch(

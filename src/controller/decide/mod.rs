@@ -142,6 +142,13 @@ pub fn decide(
     }
     let spec = &stack.spec;
     let mut observed = seen.observed.clone();
+    observed.conditions = crate::observed::condition_views(
+        stack
+            .status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default(),
+    );
     let mut logs = trees::LogHealth {
         probes: seen.tree_probes.clone(),
         serving: seen.serving.clone(),
@@ -374,7 +381,8 @@ fn stage_jobs(
     let plans = Stage::enabled_in(spec)
         .into_iter()
         .map(|stage| {
-            let template = job::template(owner, spec, stage, &options.jobs);
+            let inputs = stage.rules().inputs(view);
+            let template = job::template(owner, spec, stage, &options.jobs, inputs.as_deref());
             // A spec change (which may be the fix a failing stage needs)
             // starts again from attempt 1, at once.
             let hash = build::content_hash(&(&template, stack.metadata.generation));

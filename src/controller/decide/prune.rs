@@ -45,7 +45,8 @@ pub(super) fn removal_notice(spec: &SigstoreStackSpec, removed: &[Removal]) -> O
         .collect();
     let off: Vec<&str> = Component::ALL
         .into_iter()
-        .filter(|c| !c.wanted(spec))
+        // Only what runs workloads can have left any to remove.
+        .filter(|c| !c.wanted(spec) && !c.deployments(spec).is_empty())
         .map(|c| c.switched_off(spec))
         .collect();
     let why = if off.is_empty() {

@@ -33,6 +33,10 @@ pub struct StageState {
     pub refresh: Option<Timestamp>,
     /// What it still waits for.
     pub waiting: Option<String>,
+    /// The reason while it waits, when not [`WAITING`].
+    pub waiting_reason: Option<&'static str>,
+    /// Why its last run for the current inputs failed, when its rules say.
+    pub failure: Option<(&'static str, String)>,
 }
 
 /// `stage`'s state, by its rules.
@@ -43,6 +47,8 @@ pub fn state(stage: Stage, view: View<'_>) -> StageState {
         detail,
         refresh: stage.refresh_at(view.observed),
         waiting: stage.waiting_for(view),
+        waiting_reason: stage.rules().waiting_reason(view),
+        failure: stage.rules().failure(view),
     }
 }
 
@@ -87,6 +93,8 @@ pub fn plan(
         detail,
         refresh,
         waiting,
+        waiting_reason,
+        failure: recorded,
     } = state;
     let condition = |status, reason, message: String| Desired {
         type_: stage.condition(),
@@ -120,7 +128,11 @@ pub fn plan(
         return out;
     }
     if let Some(w) = waiting {
-        out.condition = condition(Status::False, WAITING, format!("Waiting for {w}."));
+        out.condition = condition(
+            Status::False,
+            waiting_reason.unwrap_or(WAITING),
+            format!("Waiting for {w}."),
+        );
         out.delete = delete;
         return out;
     }
@@ -199,6 +211,15 @@ pub fn plan(
         },
     }
     out.delete = delete;
+    if let Some((reason, message)) = recorded {
+        // The stage said why it failed: that is the reason, and the stack
+        // is degraded until an attempt passes.
+        out.failed = true;
+        out.condition.reason = reason;
+        if !out.condition.message.contains(&message) {
+            out.condition.message = format!("{message} ({})", out.condition.message);
+        }
+    }
     if refreshing {
         // The output serves meanwhile: the condition stays True and says
         // what runs (or failed).

@@ -26,6 +26,8 @@ fn run(jobs: &[JobView], now: i64) -> StagePlan {
             detail: "missing".into(),
             refresh: None,
             waiting: None,
+            waiting_reason: None,
+            failure: None,
         },
         &refs,
         "h",
@@ -104,6 +106,8 @@ fn done_stage_creates_nothing() {
             detail: "there".into(),
             refresh: None,
             waiting: None,
+            waiting_reason: None,
+            failure: None,
         },
         &[&j],
         "h",
@@ -125,6 +129,8 @@ fn a_due_refresh_runs_again_and_stays_true() {
                 detail: "signed".into(),
                 refresh: Some(at(refresh_at)),
                 waiting: None,
+                waiting_reason: None,
+                failure: None,
             },
             &[&j],
             "h",
@@ -167,4 +173,66 @@ fn delay_is_capped() {
         retry_delay(Duration::from_secs(10), 50),
         Duration::from_secs(300)
     );
+}
+
+#[test]
+fn a_recorded_failure_names_the_reason_and_degrades_until_an_attempt_passes() {
+    let failed = job(
+        1,
+        "h",
+        JobState::Failed {
+            at: at(0),
+            reason: "BackoffLimitExceeded".into(),
+        },
+    );
+    let state = |failure: Option<(&'static str, String)>| StageState {
+        done: false,
+        detail: "the last check failed".into(),
+        refresh: None,
+        waiting: None,
+        waiting_reason: None,
+        failure,
+    };
+    let sct = Some((
+        "SCTInvalid",
+        "the SCT is not by a trusted CT log".to_owned(),
+    ));
+    for (jobs, now) in [(vec![&failed], 1), (vec![&failed], 100)] {
+        let p = plan(
+            Stage::SelfCheck,
+            state(sct.clone()),
+            &jobs,
+            "h",
+            at(now),
+            Duration::from_secs(10),
+        );
+        assert_eq!(p.condition.reason, "SCTInvalid", "{now}");
+        assert_eq!(p.condition.status, Status::False);
+        assert!(p.failed);
+        assert!(p.condition.message.contains("not by a trusted CT log"));
+    }
+    // Without a record, a failed Job says Failed, as any stage's.
+    let p = plan(
+        Stage::SelfCheck,
+        state(None),
+        &[&failed],
+        "h",
+        at(1),
+        Duration::from_secs(10),
+    );
+    assert_eq!(p.condition.reason, FAILED);
+    // Waiting on a component: the stage's own reason.
+    let mut waiting = state(None);
+    waiting.waiting = Some("every component to be available: RekorAvailable".into());
+    waiting.waiting_reason = Some("ComponentUnavailable");
+    let p = plan(
+        Stage::SelfCheck,
+        waiting,
+        &[],
+        "h",
+        at(1),
+        Duration::from_secs(10),
+    );
+    assert_eq!(p.condition.reason, "ComponentUnavailable");
+    assert_eq!(p.create, None);
 }

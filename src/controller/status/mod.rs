@@ -9,8 +9,8 @@ use super::{
 };
 use crate::{
     api::{
-        ConfigMapKeyReference, FulcioStatus, LogStatus, Phase, SigstoreStack, SigstoreStackSpec,
-        SigstoreStackStatus, TrillianStatus, TsaStatus, TufStatus,
+        ConfigMapKeyReference, FulcioStatus, LogStatus, Phase, SelfCheckStatus, SigstoreStack,
+        SigstoreStackSpec, SigstoreStackStatus, TrillianStatus, TsaStatus, TufStatus,
     },
     build::component::{Component, CtBackend, RekorBackend},
     build::{self, Owner, Placeholder, trillian},
@@ -77,7 +77,7 @@ fn trust_condition(owner: &Owner, trust: &Result<Published, NotPublished>) -> De
 pub fn components(owner: &Owner, spec: &SigstoreStackSpec) -> Vec<(Component, Vec<String>)> {
     Component::ALL
         .into_iter()
-        .filter(|c| c.wanted(spec))
+        .filter(|c| c.wanted(spec) && !c.deployments(spec).is_empty())
         .map(|c| {
             let parts = c.deployments(spec).into_iter();
             (c, parts.map(|p| owner.name_of(p)).collect())
@@ -249,6 +249,10 @@ pub fn desired(stack: &SigstoreStack, facts: &Facts<'_>, now: &Time) -> Sigstore
                 .and_then(|s| s.public.get("cert-chain"))
                 .cloned(),
         }),
+        self_check: Stage::SelfCheck
+            .enabled(spec)
+            .then(|| self_check(facts.owner, facts.observed))
+            .flatten(),
         tuf: Stage::Tuf.enabled(spec).then(|| TufStatus {
             url: Some(build::tuf::url(facts.owner)),
             root: facts.observed.tuf.as_ref().filter(|t| t.has_root).map(|_| {
@@ -391,6 +395,34 @@ fn log_status(
             }
         }),
         public_key,
+    })
+}
+
+/// Where the last passing self-check's proof is, while it is published.
+fn self_check(owner: &Owner, observed: &Observed) -> Option<SelfCheckStatus> {
+    use crate::stage::selfcheck::record;
+    let name = names::selfcheck(&owner.name);
+    let data = observed.config_maps.get(&name)?;
+    if !record::read(data)?.passed {
+        return None;
+    }
+    let key = |key: &str| ConfigMapKeyReference {
+        name: name.clone(),
+        key: key.to_owned(),
+    };
+    Some(SelfCheckStatus {
+        artifact: data
+            .contains_key(record::ARTIFACT_KEY)
+            .then(|| key(record::ARTIFACT_KEY)),
+        bundles: data
+            .keys()
+            .filter(|k| k.ends_with(".sigstore.json"))
+            .map(|k| key(k))
+            .collect(),
+        identity: data.get(record::IDENTITY_KEY).cloned(),
+        issuer: data.get(record::ISSUER_KEY).cloned(),
+        checked_at: data.get(record::CHECKED_AT_KEY).cloned(),
+        duration: data.get(record::DURATION_KEY).cloned(),
     })
 }
 
