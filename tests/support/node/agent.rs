@@ -169,10 +169,11 @@ impl Agent {
     pub(super) async fn start_pod(&self, pod: &Pod) -> anyhow::Result<()> {
         let name = pod.name_any();
         let spec = pod.spec.clone().unwrap_or_default();
-        if let Some(mirror) = &self.images.mirror
-            && let Some((container, message)) =
-                mirror.pull_problem(&self.client, &self.ns, &spec).await
-        {
+        let problem = match &self.images.mirror {
+            Some(mirror) => mirror.pull_problem(&self.client, &self.ns, &spec).await,
+            None => self.images.missing(&spec),
+        };
+        if let Some((container, message)) = problem {
             let waiting = json!([{"name": container, "ready": false, "restartCount": 0,
                 "image": "", "imageID": "",
                 "state": {"waiting": {"reason": "ErrImagePull", "message": message}}}]);

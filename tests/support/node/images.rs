@@ -50,6 +50,32 @@ impl Images {
 }
 
 impl Images {
+    /// The first container whose image no registry holds, as containerd
+    /// says it: an image this node has no program for and that names no
+    /// command (a named command runs the node's own program).
+    pub(super) fn missing(
+        &self,
+        pod: &k8s_openapi::api::core::v1::PodSpec,
+    ) -> Option<(String, String)> {
+        let containers = pod.init_containers.iter().flatten().chain(&pod.containers);
+        containers
+            .filter(|c| c.command.as_ref().is_none_or(Vec::is_empty))
+            .find(|c| {
+                let repo = repository(c.image.as_deref().unwrap_or_default());
+                !self.entrypoints.contains_key(&repo) && !self.programs.contains_key(&repo)
+            })
+            .map(|c| {
+                let image = c.image.clone().unwrap_or_default();
+                (
+                    c.name.clone(),
+                    format!(
+                        "failed to pull and unpack image \"{image}\": failed to resolve reference \
+                         \"{image}\": not found"
+                    ),
+                )
+            })
+    }
+
     /// This table behind `mirror`, holding what a user copied into it:
     /// each `(upstream, mirrored)` pair of `copies` (as `sigstore-operator
     /// images --image-registry` prints them) and the operator's own image,
