@@ -76,6 +76,9 @@ pub struct Availability {
     pub current: bool,
     /// The tree its Pod template names (a log that replaced a lost tree).
     pub tree: Option<i64>,
+    /// When the Deployment controller last said it became available: a
+    /// Pod that went away and came back moves it, even between passes.
+    pub since: Option<Timestamp>,
 }
 
 impl Availability {
@@ -97,10 +100,18 @@ pub fn availability(d: &Deployment) -> Availability {
         .and_then(|m| m.annotations.as_ref())
         .and_then(|a| a.get(crate::build::meta::TREE_ID_ANNOTATION))
         .and_then(|v| v.parse().ok());
+    let since = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Available" && c.status == "True")
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| t.0);
     Availability {
         available: status.available_replicas.unwrap_or(0),
         current,
         tree,
+        since,
     }
 }
 
@@ -217,6 +228,72 @@ pub fn pod_messages(pods: &[Pod]) -> BTreeMap<String, String> {
     latest.into_iter().map(|(k, (_, m))| (k, m)).collect()
 }
 
+/// Container waiting reasons that only say a Pod is on its way.
+const STARTING: [&str; 2] = ["ContainerCreating", "PodInitializing"];
+
+/// Why each workload Pod of a stack does not run, by its Deployment's name
+/// (`<instance>-<name>` from its labels): the scheduler's refusal or a
+/// container's waiting reason (`ErrImagePull`, `CrashLoopBackOff`, ...)
+/// with its message. Pods on their way and running Pods say nothing.
+pub fn pod_problems(pods: &[Pod]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for pod in pods {
+        let labels = pod.labels();
+        let (Some(part), Some(stack)) = (
+            labels.get("app.kubernetes.io/name"),
+            labels.get("app.kubernetes.io/instance"),
+        ) else {
+            continue;
+        };
+        let Some(status) = pod.status.as_ref() else {
+            continue;
+        };
+        let unscheduled = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+            .map(|c| {
+                let reason = c.reason.as_deref().unwrap_or("Unschedulable");
+                format!("{reason}: {}", c.message.as_deref().unwrap_or_default())
+            });
+        let waiting = status
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(status.container_statuses.iter().flatten())
+            .filter_map(|c| {
+                let w = c.state.as_ref()?.waiting.as_ref()?;
+                let reason = w.reason.as_deref()?;
+                (!STARTING.contains(&reason)).then(|| {
+                    format!(
+                        "container {}: {reason}: {}",
+                        c.name,
+                        w.message.as_deref().unwrap_or_default()
+                    )
+                })
+            })
+            .next();
+        if let Some(why) = unscheduled.or(waiting) {
+            let mut why = format!(
+                "Pod {}: {}",
+                pod.name_any(),
+                why.trim_end_matches([' ', ':'])
+            );
+            if why.len() > 400 {
+                let mut end = 400;
+                while !why.is_char_boundary(end) {
+                    end -= 1;
+                }
+                why.truncate(end);
+                why.push('…');
+            }
+            out.entry(names::part(stack, part)).or_insert(why);
+        }
+    }
+    out
+}
+
 /// The TUF repository ConfigMap, reduced to what decisions need (its
 /// files are not kept).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -296,6 +373,9 @@ pub struct Observed {
     pub claims: BTreeSet<String>,
     /// The stack's own conditions as the last pass wrote them.
     pub conditions: BTreeMap<String, ConditionView>,
+    /// Why a Deployment's Pod does not start, by Deployment name (read
+    /// only while one is unavailable).
+    pub pod_problems: BTreeMap<String, String>,
 }
 
 impl Observed {
@@ -360,6 +440,55 @@ mod tests {
     use k8s_openapi::ByteString;
 
     use super::*;
+
+    fn pod(name: &str, part: &str, status: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {
+                "app.kubernetes.io/name": part, "app.kubernetes.io/instance": "demo"}},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pod_that_cannot_start_says_why_and_one_on_its_way_says_nothing() {
+        let waiting = |reason: &str, message: &str| {
+            serde_json::json!({"containerStatuses": [{"name": "server", "ready": false,
+                "restartCount": 0, "image": "x", "imageID": "",
+                "state": {"waiting": {"reason": reason, "message": message}}}]})
+        };
+        let pods = [
+            pod(
+                "demo-rekor-1",
+                "rekor",
+                waiting("ErrImagePull", "not found"),
+            ),
+            pod("demo-tsa-1", "tsa", waiting("ContainerCreating", "")),
+            pod(
+                "demo-fulcio-1",
+                "fulcio",
+                serde_json::json!({"conditions": [{"type": "PodScheduled", "status": "False",
+                    "reason": "Unschedulable", "message": "0/1 nodes are available"}]}),
+            ),
+            pod("demo-tuf-1", "tuf", serde_json::json!({"phase": "Running"})),
+        ];
+        let problems = pod_problems(&pods);
+        assert_eq!(
+            problems["demo-rekor"],
+            "Pod demo-rekor-1: container server: ErrImagePull: not found"
+        );
+        assert_eq!(
+            problems["demo-fulcio"],
+            "Pod demo-fulcio-1: Unschedulable: 0/1 nodes are available"
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let long = pod(
+            "demo-ctlog-1",
+            "ctlog",
+            waiting("CrashLoopBackOff", &"é".repeat(400)),
+        );
+        assert!(pod_problems(&[long])["demo-ctlog"].chars().count() < 400);
+    }
 
     #[test]
     fn private_values_are_not_kept() {

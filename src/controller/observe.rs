@@ -14,7 +14,7 @@ pub use crate::observed::{Availability, JobState, JobView, Observed, SecretView}
 use crate::{
     Result,
     build::meta,
-    observed::{availability, job_view, pod_messages, record, secret_view, tuf_view},
+    observed::{availability, job_view, pod_messages, pod_problems, record, secret_view, tuf_view},
     stage::Stage,
 };
 
@@ -94,6 +94,16 @@ pub async fn observe(client: &Client, namespace: &str, stack: &str) -> Result<Ob
         .iter()
         .map(ResourceExt::name_any)
         .collect();
+    if observed.deployments.values().any(|a| !a.is_available()) {
+        // Why a server does not come up is on its Pod, not its Deployment.
+        let pods: Vec<Pod> = list(
+            client,
+            namespace,
+            &format!("{selector},!{}", meta::STAGE_LABEL),
+        )
+        .await?;
+        observed.pod_problems = pod_problems(&pods);
+    }
     if observed
         .jobs
         .iter()

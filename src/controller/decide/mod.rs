@@ -226,10 +226,17 @@ pub fn decide(
     };
     let (status, mut events) = report(stack, status::desired(stack, &facts, &time));
     events.extend(removal_notice(spec, &delete));
+    // A Pod that cannot start changes no Deployment: look again while a
+    // server is down, so its condition says why.
+    let down = status::components(&owner, spec)
+        .iter()
+        .flat_map(|(_, deployments)| deployments)
+        .any(|d| !observed.available(d));
     let requeue = plans
         .iter()
         .filter_map(|p| p.requeue)
         .chain(trees::requeue(&logs))
+        .chain(down.then_some(UNAVAILABLE_RECHECK))
         .min()
         .unwrap_or(super::RESYNC);
     Ok(Decision {
@@ -244,6 +251,9 @@ pub fn decide(
         requeue: Some(requeue),
     })
 }
+
+/// How soon a pass looks again while a wanted server is unavailable.
+pub const UNAVAILABLE_RECHECK: Duration = Duration::from_secs(15);
 
 /// The status to write and the Events for it: nothing when `desired` is
 /// what the stack already carries.

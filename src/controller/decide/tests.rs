@@ -84,6 +84,7 @@ fn available() -> Availability {
         available: 1,
         current: true,
         tree: None,
+        since: None,
     }
 }
 

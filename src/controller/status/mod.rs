@@ -107,10 +107,17 @@ fn component_condition(
             type_,
             status: Status::False,
             reason: "Unavailable",
-            message: format!(
-                "Waiting for Deployment {} to become available.",
-                down.join(", ")
-            ),
+            message: {
+                let mut m = format!(
+                    "Waiting for Deployment {} to become available.",
+                    down.join(", ")
+                );
+                for why in down.iter().filter_map(|d| observed.pod_problems.get(*d)) {
+                    m.push(' ');
+                    m.push_str(why);
+                }
+                m
+            },
         }
     }
 }

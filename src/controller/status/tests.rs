@@ -127,6 +127,7 @@ fn ready_needs_every_component() {
             available: 1,
             current: true,
             tree: None,
+            since: None,
         },
     );
     let status = status_of(&s, &observed, 6);

@@ -152,6 +152,7 @@ fn a_log_is_unavailable_until_it_runs_on_its_new_tree() {
             available: 1,
             current: true,
             tree: Some(33),
+            since: None,
         },
     );
     assert_eq!(unavailable(&owner, Log::Rekor, &o, &health), None);
