@@ -87,6 +87,10 @@ pub trait Rules: Sync {
     fn waiting_for(&self, _view: View<'_>) -> Option<String> {
         None
     }
+    /// The condition reason once done, when not the generic `Created`.
+    fn done_reason(&self) -> Option<&'static str> {
+        None
+    }
     /// The condition reason while it waits, when not the generic one.
     fn waiting_reason(&self, _view: View<'_>) -> Option<&'static str> {
         None

@@ -33,6 +33,8 @@ pub struct StageState {
     pub refresh: Option<Timestamp>,
     /// What it still waits for.
     pub waiting: Option<String>,
+    /// The reason once done, when not [`CREATED`].
+    pub done_reason: Option<&'static str>,
     /// The reason while it waits, when not [`WAITING`].
     pub waiting_reason: Option<&'static str>,
     /// Why its last run for the current inputs failed, when its rules say.
@@ -47,6 +49,7 @@ pub fn state(stage: Stage, view: View<'_>) -> StageState {
         detail,
         refresh: stage.refresh_at(view.observed),
         waiting: stage.waiting_for(view),
+        done_reason: stage.rules().done_reason(),
         waiting_reason: stage.rules().waiting_reason(view),
         failure: stage.rules().failure(view),
     }
@@ -93,9 +96,11 @@ pub fn plan(
         detail,
         refresh,
         waiting,
+        done_reason,
         waiting_reason,
         failure: recorded,
     } = state;
+    let created = done_reason.unwrap_or(CREATED);
     let condition = |status, reason, message: String| Desired {
         type_: stage.condition(),
         status,
@@ -113,7 +118,7 @@ pub fn plan(
         .max_by_key(|j| j.attempt);
     let mut out = StagePlan {
         stage,
-        condition: condition(Status::True, CREATED, detail.clone()),
+        condition: condition(Status::True, created, detail.clone()),
         create: None,
         delete: Vec::new(),
         requeue: None,
@@ -225,7 +230,7 @@ pub fn plan(
         // what runs (or failed).
         out.condition = condition(
             Status::True,
-            CREATED,
+            created,
             format!("{detail}; refreshing: {}", out.condition.message),
         );
     }

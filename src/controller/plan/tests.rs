@@ -26,6 +26,7 @@ fn run(jobs: &[JobView], now: i64) -> StagePlan {
             detail: "missing".into(),
             refresh: None,
             waiting: None,
+            done_reason: None,
             waiting_reason: None,
             failure: None,
         },
@@ -106,6 +107,7 @@ fn done_stage_creates_nothing() {
             detail: "there".into(),
             refresh: None,
             waiting: None,
+            done_reason: None,
             waiting_reason: None,
             failure: None,
         },
@@ -129,6 +131,7 @@ fn a_due_refresh_runs_again_and_stays_true() {
                 detail: "signed".into(),
                 refresh: Some(at(refresh_at)),
                 waiting: None,
+                done_reason: None,
                 waiting_reason: None,
                 failure: None,
             },
@@ -190,6 +193,7 @@ fn a_recorded_failure_names_the_reason_and_degrades_until_an_attempt_passes() {
         detail: "the last check failed".into(),
         refresh: None,
         waiting: None,
+        done_reason: None,
         waiting_reason: None,
         failure,
     };
@@ -235,4 +239,20 @@ fn a_recorded_failure_names_the_reason_and_degrades_until_an_attempt_passes() {
     );
     assert_eq!(p.condition.reason, "ComponentUnavailable");
     assert_eq!(p.create, None);
+    // Passed: its own reason, not the stages' Created.
+    let mut passed = state(None);
+    passed.done = true;
+    passed.done_reason = Some("Verified");
+    let p = plan(
+        Stage::SelfCheck,
+        passed,
+        &[],
+        "h",
+        at(1),
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        (p.condition.status, p.condition.reason),
+        (Status::True, "Verified")
+    );
 }

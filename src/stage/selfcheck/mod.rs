@@ -184,8 +184,9 @@ fn claims(token: &str) -> Result<Value, CheckError> {
     serde_json::from_slice(&bytes).map_err(|_| unreadable("the token's claims are not JSON"))
 }
 
-/// Which step a signing error belongs to, with the server's message.
-fn classify(e: sigstore_sign::Error, url: &str) -> CheckError {
+/// Which step a signing error belongs to, naming the server and with its
+/// own message.
+fn classify(e: sigstore_sign::Error, services: &record::Services, rekor: &str) -> CheckError {
     use sigstore_sign::Error as E;
     let failure = match &e {
         E::Fulcio(fulcio::Error::Http(_)) => Failure::FulcioUnreachable,
@@ -196,7 +197,59 @@ fn classify(e: sigstore_sign::Error, url: &str) -> CheckError {
         E::Config(_) | E::TrustRoot(_) => Failure::TrustRootUnusable,
         _ => Failure::SigningFailed,
     };
-    CheckError::new(failure, format!("signing with Rekor at {url}: {e}"))
+    CheckError::new(
+        failure,
+        refusal_message(failure, services, rekor, &e.to_string()),
+    )
+}
+
+/// What the condition says about a failed signing step: the server, what
+/// it said, and for a refused token where to look.
+fn refusal_message(
+    failure: Failure,
+    services: &record::Services,
+    rekor: &str,
+    said: &str,
+) -> String {
+    let tsa = services.tsa.as_deref().unwrap_or("(none)");
+    match failure {
+        Failure::FulcioUnreachable | Failure::FulcioRefused => {
+            let mut m = format!("Fulcio at {}: {said}", services.fulcio);
+            if failure == Failure::FulcioRefused && said.contains("identity token") {
+                // Fulcio's answer names no cause; its log does.
+                m.push_str(
+                    ". Fulcio could not verify this Pod's service-account token: its Pod must \
+                     read the cluster's OIDC discovery and keys with its own token (the \
+                     ClusterRoleBinding system:service-account-issuer-discovery grants it) \
+                     from the issuer's host; its log names the cause",
+                );
+            }
+            m
+        }
+        Failure::TimestampRefused => format!("the TSA at {tsa}: {said}"),
+        _ => format!("signing with Rekor at {rekor}: {said}"),
+    }
+}
+
+/// `json` with every inclusion proof's `hashes` written out, `[]` for a
+/// log's first entry (a tree of one): proto JSON leaves an empty list out,
+/// and sigstore-python refuses a proof without the field.
+fn with_proof_hashes(json: &str) -> String {
+    let Ok(mut bundle) = serde_json::from_str::<Value>(json) else {
+        return json.to_owned();
+    };
+    let entries = bundle
+        .pointer_mut("/verificationMaterial/tlogEntries")
+        .and_then(Value::as_array_mut);
+    for entry in entries.into_iter().flatten() {
+        if let Some(proof) = entry
+            .get_mut("inclusionProof")
+            .and_then(Value::as_object_mut)
+        {
+            proof.entry("hashes").or_insert_with(|| json!([]));
+        }
+    }
+    serde_json::to_string_pretty(&bundle).unwrap_or_else(|_| json.to_owned())
 }
 
 /// The round trip: sign once per Rekor log, verify each bundle.
@@ -247,10 +300,11 @@ async fn check(
         let bundle = signer
             .sign(artifact.as_bytes())
             .await
-            .map_err(|e| classify(e, url))?;
+            .map_err(|e| classify(e, &services, url))?;
         let json = bundle
             .to_json_pretty()
             .map_err(|e| CheckError::new(Failure::SigningFailed, e))?;
+        let json = with_proof_hashes(&json);
         verify_bundle(root, &json, artifact.as_bytes(), &identity, &issuer).map_err(|r| {
             CheckError::new(
                 Failure::Verify(r.reason),
@@ -312,6 +366,51 @@ mod tests {
         assert_eq!(d["artifact.txt"], Value::Null);
         assert_eq!(d["rekor.sigstore.json"], Value::Null);
         assert_eq!(d["inputs"], "ab.1");
+    }
+
+    #[test]
+    fn a_refusal_names_the_server_that_refused() {
+        let services = record::Services {
+            fulcio: "http://demo-fulcio".into(),
+            rekor: vec![("http://demo-rekor".into(), 1)],
+            tsa: Some("http://demo-tsa/api/v1/timestamp".into()),
+        };
+        let token = refusal_message(
+            Failure::FulcioRefused,
+            &services,
+            "http://demo-rekor",
+            "HTTP 400: There was an error processing the identity token",
+        );
+        assert!(
+            token.starts_with("Fulcio at http://demo-fulcio: HTTP 400"),
+            "{token}"
+        );
+        assert!(
+            token.contains("system:service-account-issuer-discovery"),
+            "{token}"
+        );
+        let down = refusal_message(Failure::FulcioUnreachable, &services, "", "refused");
+        assert_eq!(down, "Fulcio at http://demo-fulcio: refused");
+        let tsa = refusal_message(Failure::TimestampRefused, &services, "", "HTTP 500");
+        assert_eq!(tsa, "the TSA at http://demo-tsa/api/v1/timestamp: HTTP 500");
+        let rekor = refusal_message(Failure::RekorRefused, &services, "http://demo-rekor", "409");
+        assert_eq!(rekor, "signing with Rekor at http://demo-rekor: 409");
+    }
+
+    #[test]
+    fn a_first_entry_s_empty_proof_is_written_out() {
+        let first = json!({"verificationMaterial": {"tlogEntries": [
+            {"inclusionProof": {"logIndex": "0", "treeSize": "1"}},
+            {"inclusionProof": {"hashes": ["aGFzaA=="]}},
+            {"kindVersion": {}},
+        ]}})
+        .to_string();
+        let out: Value = serde_json::from_str(&with_proof_hashes(&first)).unwrap();
+        let entries = &out["verificationMaterial"]["tlogEntries"];
+        assert_eq!(entries[0]["inclusionProof"]["hashes"], json!([]));
+        assert_eq!(entries[1]["inclusionProof"]["hashes"], json!(["aGFzaA=="]));
+        assert!(entries[2].get("inclusionProof").is_none());
+        assert_eq!(with_proof_hashes("not json"), "not json");
     }
 
     #[test]

@@ -16,23 +16,35 @@ use crate::{
 /// Reason: a component the check needs is not available.
 pub const COMPONENT_UNAVAILABLE: &str = "ComponentUnavailable";
 
+/// Reason: the last round trip signed and verified.
+pub const VERIFIED: &str = "Verified";
+
 /// The self-check.
 pub struct SelfCheck;
 
 /// The wanted components with workloads whose availability conditions do
-/// not hold, and the latest time one of them changed, once all hold.
+/// not hold, and the latest time one of them changed, once all hold: its
+/// condition, or a Deployment becoming available again (a Pod replaced
+/// between two passes leaves no trace in the stack's conditions).
 fn availability(view: View<'_>) -> Result<k8s_openapi::jiff::Timestamp, Vec<String>> {
     let spec = view.spec;
     let mut down = Vec::new();
     let mut since = k8s_openapi::jiff::Timestamp::UNIX_EPOCH;
     for c in Component::ALL {
-        if !c.wanted(spec) || c.deployments(spec).is_empty() {
+        let parts = c.deployments(spec);
+        if !c.wanted(spec) || parts.is_empty() {
             continue;
         }
         match view.observed.conditions.get(c.condition()) {
             Some(v) if v.holds => since = since.max(v.since.unwrap_or(since)),
             Some(v) => down.push(format!("{} ({})", c.condition(), v.reason)),
             None => down.push(c.condition().to_owned()),
+        }
+        for part in parts {
+            let deployment = view.observed.deployments.get(&view.owner.name_of(part));
+            if let Some(at) = deployment.and_then(|d| d.since) {
+                since = since.max(at);
+            }
         }
     }
     if down.is_empty() {
@@ -121,6 +133,10 @@ impl Rules for SelfCheck {
         availability(view)
             .err()
             .map(|down| format!("every component to be available: {}", down.join(", ")))
+    }
+
+    fn done_reason(&self) -> Option<&'static str> {
+        Some(VERIFIED)
     }
 
     fn waiting_reason(&self, view: View<'_>) -> Option<&'static str> {
@@ -237,6 +253,26 @@ mod tests {
                 .inputs(view(&owner, &spec, &back))
                 .unwrap()
                 .ends_with(".260")
+        );
+
+        // Fulcio's Pod replaced between two passes: the stack's condition
+        // never moved, its Deployment's did, and a new check is due.
+        let mut replaced = o.clone();
+        replaced.deployments.insert(
+            "demo-fulcio".into(),
+            crate::observed::Availability {
+                available: 1,
+                current: true,
+                tree: None,
+                since: Some(at(300)),
+            },
+        );
+        assert!(!SelfCheck.done(view(&owner, &spec, &replaced)).0);
+        assert!(
+            SelfCheck
+                .inputs(view(&owner, &spec, &replaced))
+                .unwrap()
+                .ends_with(".300")
         );
 
         // A new trust root calls for a new check too.
