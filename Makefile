@@ -26,7 +26,7 @@ test-unit: ## Unit tests and the CRD drift check only (no control plane).
 	$(CARGO) test --locked --lib --bins --test crd_drift
 
 test-cluster: tools ## Only the tests on the real control plane.
-	$(CARGO) test --locked --test control_plane --test operator_without_crd --test stages --test unreadable_stack --test helm_chart --test node_agent --test e2e --test action --test log_loss --test stack --test kubeadm_defaults --test private_registry --test helm_upgrade --test components --test tiles
+	$(CARGO) test --locked --test control_plane --test operator_without_crd --test stages --test unreadable_stack --test helm_chart --test node_agent --test e2e --test action --test log_loss --test stack --test kubeadm_defaults --test private_registry --test helm_upgrade --test components --test tiles --test selfcheck
 
 tools: ## Build the test tools (control plane, Sigstore servers, cosign 2 and 3, an OCI registry, helm) from the Go module proxy, cached by version; install MariaDB, Redis, faketime (apt), python-tuf and sigstore-python (PyPI).
 	hack/tools.sh all

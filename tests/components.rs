@@ -130,17 +130,8 @@ const SWITCHES: [Switch; 4] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_component_turned_off_and_on_keeps_its_keys_and_the_trust_root_truthful() {
-    let (cp, client, ns, _agent) =
-        support::node::cluster("toggle", &["sigstore-operator-system"]).await;
+    let ((cp, client, ns, _agent), out, vars) = stacks::up_in_cluster("toggle", STACK).await;
     let stacks: Api<SigstoreStack> = Api::namespaced(client.clone(), &ns.name);
-    let out = support::logs_dir().join(format!("{}-{STACK}", ns.name));
-    let vars = [
-        ("STACK_NAME", STACK.to_owned()),
-        ("STACK_NAMESPACE", ns.name.clone()),
-        ("STACK_SPEC", "{}".to_owned()),
-    ];
-    let (ok, log) = clients::stack_up(&cp.kubeconfig, &out, &vars).await;
-    assert!(ok, "hack/stack-up.sh failed:\n{log}");
     let env = Exported::read(&out);
     let (cosign, blob, bundle) = sign(&env, &out, "signed with every component on\n").await;
     let kept = material(&client, &ns.name).await;

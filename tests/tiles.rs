@@ -259,6 +259,66 @@ async fn tile_stack(
         .verify(Some(env.path("TRUSTED_ROOT")), &py_blob, &py_bundle)
         .await;
     assert!(ok, "cosign 3 verifies sigstore-python's bundle:\n{log}");
+    // The self-check's published proof (the log's first entry: its empty
+    // proof is written out, so sigstore-python takes it too) verifies with
+    // both clients; not for another blob.
+    let (proof, took) =
+        support::stacks::self_check_proof(client, ns, "tiles", &out.join("selfcheck")).await;
+    assert_eq!(proof.len(), 1, "one bundle: Rekor v2 only");
+    assert_eq!(entry(&proof[0].bundle)["kindVersion"]["version"], "0.0.2");
+    for p in &proof {
+        let (ok, log) = cosign
+            .verify_as(
+                &p.identity,
+                Some(env.path("TRUSTED_ROOT")),
+                &p.blob,
+                &p.bundle,
+            )
+            .await;
+        assert!(ok, "cosign 3 verifies the self-check's bundle:\n{log}");
+        let (ok, log) = python
+            .verify(&trust_args, true, &p.identity, &p.blob, &p.bundle)
+            .await;
+        assert!(
+            ok,
+            "sigstore-python verifies the self-check's bundle:\n{log}"
+        );
+        let (ok, _) = cosign
+            .verify_as(
+                &p.identity,
+                Some(env.path("TRUSTED_ROOT")),
+                &changed,
+                &p.bundle,
+            )
+            .await;
+        assert!(
+            !ok,
+            "cosign 3 refuses the self-check's bundle for another blob"
+        );
+        let (ok, _) = python
+            .verify(&trust_args, true, &p.identity, &changed, &p.bundle)
+            .await;
+        assert!(
+            !ok,
+            "sigstore-python refuses the self-check's bundle for another blob"
+        );
+    }
+    eprintln!("tiles: self-check round trip {took}");
+    // The TSA turned off under Rekor v2 (whose entries carry no signed
+    // time): refused by the API server, so the stack never gets there.
+    let refused = stacks
+        .patch(
+            "tiles",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&json!({"spec": {"tsa": {"enabled": false}}})),
+        )
+        .await
+        .expect_err("the TSA off under Rekor v2 is refused");
+    assert!(
+        refused.to_string().contains("need tsa.enabled"),
+        "the refusal says what is needed: {refused}"
+    );
+    assert!(stacks::ready(&stacks, "tiles").await, "still Ready");
     // The operator's own verifier (the self-check's) accepts both with
     // nothing but the published trust root, and says which check refuses
     // a broken one.
@@ -494,6 +554,35 @@ async fn moving_from_rekor_v1_through_both_to_v2(
         assert!(
             ok,
             "the {what} bundle verifies with the one trust root:\n{log}"
+        );
+    }
+    // Ready on both means the self-check signed on each log.
+    let (proof, _) =
+        support::stacks::self_check_proof(client, ns, "mig", &out.join("selfcheck-both")).await;
+    let mut versions: Vec<String> = proof
+        .iter()
+        .map(|p| {
+            entry(&p.bundle)["kindVersion"]["version"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    versions.sort();
+    assert_eq!(versions, ["0.0.1", "0.0.2"], "a bundle per log");
+    for p in &proof {
+        let (ok, log) = cosign
+            .verify_as(
+                &p.identity,
+                Some(env.path("TRUSTED_ROOT")),
+                &p.blob,
+                &p.bundle,
+            )
+            .await;
+        assert!(
+            ok,
+            "cosign 3 verifies the self-check's {}:\n{log}",
+            p.bundle.display()
         );
     }
 

@@ -324,6 +324,36 @@ async fn sample_stack_becomes_ready_and_every_client_signs_and_verifies() {
         bundle,
         identity: identity.clone(),
     });
+    // The self-check's proof: what Ready waited for, verified below by
+    // every client like any other signature.
+    let (proof, took) = support::stacks::self_check_proof(
+        &client,
+        &ns.name,
+        &name,
+        &support::logs_dir().join(format!("{}-selfcheck", ns.name)),
+    )
+    .await;
+    assert_eq!(proof.len(), 1, "one bundle: the sample runs Rekor v1 only");
+    assert_eq!(
+        proof[0].identity,
+        format!(
+            "https://kubernetes.io/namespaces/{}/serviceaccounts/{name}-stages",
+            ns.name
+        )
+    );
+    figures.push_str(&format!(
+        "  self-check round trip (sign with Fulcio, TSA and Rekor; verify): {took}\n"
+    ));
+    let (ok, log) = support::stacks::verify_self_check_as_readme(
+        &cp.kubeconfig,
+        &ns.name,
+        &name,
+        &trusted_root,
+        &support::logs_dir().join(format!("{}-selfcheck-readme", ns.name)),
+    )
+    .await;
+    assert!(ok, "the README's self-check verification:\n{log}");
+    signed.extend(proof);
     for s in &signed {
         let entry = tlog(&s.bundle);
         assert!(
@@ -380,6 +410,25 @@ async fn sample_stack_becomes_ready_and_every_client_signs_and_verifies() {
         matrix.cells.insert((s.by, Kind::Cosign3InPod), cell);
     }
     matrix.refused_changed.insert(Kind::Cosign3InPod, refused);
+    // The self-check's bundle does not vouch for another artifact.
+    let own = signed
+        .iter()
+        .find(|s| s.by == Kind::SelfCheck)
+        .expect("the self-check's bundle");
+    let (ok, log) = cosign3
+        .verify_as(&own.identity, Some(&trusted_root), &changed, &own.bundle)
+        .await;
+    assert!(
+        !ok,
+        "cosign 3 accepted the self-check's bundle for another blob:\n{log}"
+    );
+    let (ok, log) = python
+        .verify(&trust_args, true, &own.identity, &changed, &own.bundle)
+        .await;
+    assert!(
+        !ok,
+        "sigstore-python accepted the self-check's bundle for another blob:\n{log}"
+    );
     figures.push_str(&matrix.table());
     write_figures(&figures);
     let failures = matrix.failures();

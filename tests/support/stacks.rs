@@ -135,3 +135,133 @@ pub async fn sign(
         .await;
     (cosign, blob, bundle)
 }
+
+/// The self-check's published proof, as a user reads it: status.selfCheck
+/// names the ConfigMap keys; each bundle and the artifact are written
+/// under `dir`. One [`Signed`] per Rekor log, with the duration it took.
+pub async fn self_check_proof(
+    client: &Client,
+    ns: &str,
+    stack: &str,
+    dir: &Path,
+) -> (Vec<super::clients::Signed>, String) {
+    let stacks: Api<SigstoreStack> = Api::namespaced(client.clone(), ns);
+    let status = stacks.get(stack).await.unwrap().status.unwrap();
+    let proof = status
+        .self_check
+        .unwrap_or_else(|| panic!("{stack}: status.selfCheck"));
+    let artifact = proof.artifact.expect("status.selfCheck.artifact");
+    let data = config_map(client, ns, &artifact.name).await;
+    std::fs::create_dir_all(dir).unwrap();
+    let blob = dir.join("selfcheck-artifact.txt");
+    std::fs::write(&blob, &data[&artifact.key]).unwrap();
+    assert!(!proof.bundles.is_empty(), "{stack}: no self-check bundle");
+    let signed = proof
+        .bundles
+        .iter()
+        .map(|b| {
+            let bundle = dir.join(format!("selfcheck-{}", b.key));
+            std::fs::write(&bundle, &data[&b.key]).unwrap();
+            super::clients::Signed {
+                by: super::clients::Kind::SelfCheck,
+                blob: blob.clone(),
+                bundle,
+                identity: proof.identity.clone().expect("status.selfCheck.identity"),
+            }
+        })
+        .collect();
+    (signed, proof.duration.unwrap_or_default())
+}
+
+/// The README's commands that verify the self-check's proof ("Verify it
+/// with any client"), run as written against `stack` (the README's `demo`)
+/// in namespace `ns` (the kubeconfig's current one), with cosign 3 as
+/// `cosign` and `trusted_root.json` in the working directory `dir`.
+pub async fn verify_self_check_as_readme(
+    kubeconfig: &Path,
+    ns: &str,
+    stack: &str,
+    trusted_root: &Path,
+    dir: &Path,
+) -> (bool, String) {
+    let readme = std::fs::read_to_string(super::repo_root().join("README.md")).unwrap();
+    let after = readme
+        .split_once("Verify it with any client:")
+        .expect("the README's self-check section")
+        .1;
+    let block = after
+        .split_once("```sh\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("its sh block")
+        .0
+        .replace("demo", stack);
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::copy(trusted_root, dir.join("trusted_root.json")).unwrap();
+    for (name, tool) in [("cosign", "cosign3"), ("kubectl", "kubectl")] {
+        let link = dir.join("bin").join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(super::servers::built(tool), &link).unwrap();
+    }
+    let config = dir.join("kubeconfig");
+    std::fs::copy(kubeconfig, &config).unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let set = tokio::process::Command::new("kubectl")
+        .args([
+            "config",
+            "set-context",
+            "--current",
+            &format!("--namespace={ns}"),
+        ])
+        .env("KUBECONFIG", &config)
+        .env("PATH", &path)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let out = tokio::process::Command::new("sh")
+        .args(["-euc", &block])
+        .current_dir(dir)
+        .env("KUBECONFIG", &config)
+        .env("PATH", &path)
+        .output()
+        .await
+        .unwrap();
+    let log = format!(
+        "$ {block}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), log)
+}
+
+/// A node-agent cluster with `stack` brought up by `hack/stack-up.sh` with
+/// spec `{}`, as a user does (the operator in a Pod from `config/default`):
+/// the cluster, stack-up's output directory and the variables it ran with.
+pub async fn up_in_cluster(
+    test: &str,
+    stack: &str,
+) -> (
+    super::node::Cluster,
+    std::path::PathBuf,
+    Vec<(&'static str, String)>,
+) {
+    let cluster = super::node::cluster(test, &["sigstore-operator-system"]).await;
+    let ns = &cluster.2.name;
+    let out = super::logs_dir().join(format!("{ns}-{stack}"));
+    let vars = vec![
+        ("STACK_NAME", stack.to_owned()),
+        ("STACK_NAMESPACE", ns.clone()),
+        ("STACK_SPEC", "{}".to_owned()),
+    ];
+    let (ok, log) = super::clients::stack_up(&cluster.0.kubeconfig, &out, &vars).await;
+    assert!(ok, "hack/stack-up.sh failed:\n{log}");
+    (cluster, out, vars)
+}
