@@ -117,6 +117,32 @@ pub struct RunArgs {
     /// failure in a row, up to 5 minutes.
     #[arg(long, env = "STAGE_RETRY_BASE", default_value = "10s")]
     pub stage_retry_base: Duration,
+    /// Elect one leader among replicas on a Lease: only the leader
+    /// reconciles; the others serve /healthz and /metrics and take over
+    /// when it stops renewing.
+    #[arg(long, env = "LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// The Lease's namespace (default: POD_NAMESPACE, else the client's
+    /// namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// The Lease's name.
+    #[arg(long, default_value = "sigstore-operator")]
+    pub leader_election_id: String,
+    /// This replica's identity in the Lease (default: POD_NAME, else the
+    /// host name and process ID).
+    #[arg(long, env = "POD_NAME")]
+    pub leader_election_identity: Option<String>,
+    /// How long a Lease that is not renewed stays its holder's.
+    #[arg(long, default_value = "15s")]
+    pub leader_election_lease_duration: Duration,
+    /// How long the leader keeps reconciling without a successful renewal
+    /// (shorter than the lease duration).
+    #[arg(long, default_value = "10s")]
+    pub leader_election_renew_deadline: Duration,
+    /// How often the leader renews and a standby looks.
+    #[arg(long, default_value = "2s")]
+    pub leader_election_retry_period: Duration,
 }
 
 /// `PREFIX=URL` of `serve-tiles --forward`.

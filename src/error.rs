@@ -60,6 +60,13 @@ pub enum Error {
     /// The cluster's service-account issuer could not be discovered.
     #[error("{0}")]
     Discovery(#[from] crate::cluster_oidc::DiscoveryError),
+    /// The leader election's settings cannot work.
+    #[error("leader election: {0}")]
+    LeaderSettings(#[from] crate::leader::SettingsError),
+    /// This replica stopped leading while it ran: it exits so that it
+    /// starts again as a standby.
+    #[error("stopped leading: {0}")]
+    LeaseLost(String),
     /// The metrics/health HTTP server failed.
     #[error("HTTP server on {addr} failed: {source}")]
     Http {
@@ -100,6 +107,8 @@ impl Error {
             Self::Http { .. } => "http",
             Self::Stage(_) => "stage",
             Self::Discovery(_) => "discovery",
+            Self::LeaderSettings(_) => "leader_settings",
+            Self::LeaseLost(_) => "lease_lost",
         }
     }
 }

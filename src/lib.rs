@@ -15,6 +15,7 @@ pub mod files;
 pub mod fulcio_config;
 pub mod health;
 pub mod keys;
+pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod observed;

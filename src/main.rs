@@ -6,7 +6,7 @@ use clap::Parser;
 use sigstore_operator::{
     Error, Result,
     cli::{Cli, Command, GenerationArg, RunArgs, StageArgs, StageCommand},
-    controller, crd, health,
+    controller, crd, health, leader,
     metrics::Metrics,
     shutdown,
     stage::{
@@ -15,6 +15,7 @@ use sigstore_operator::{
     },
     telemetry, tuf,
 };
+use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -179,7 +180,27 @@ async fn run(args: RunArgs) -> Result<()> {
         },
         stage_retry_base: args.stage_retry_base.as_std(),
     };
-    let result = controller::run(client, options, metrics, ready, shutdown.clone()).await;
+    let result = if args.leader_elect {
+        let settings = leader::Settings {
+            namespace: args
+                .leader_election_namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned()),
+            name: args.leader_election_id.clone(),
+            identity: args
+                .leader_election_identity
+                .clone()
+                .unwrap_or_else(default_identity),
+            lease_duration: args.leader_election_lease_duration.as_std(),
+            renew_deadline: args.leader_election_renew_deadline.as_std(),
+            retry_period: args.leader_election_retry_period.as_std(),
+        }
+        .validated()?;
+        lead(client, settings, options, metrics, ready, shutdown.clone()).await
+    } else {
+        metrics.leader.set(1);
+        controller::run(client, options, metrics, ready, shutdown.clone()).await
+    };
     // Whatever ended the controller ends the server too.
     shutdown.cancel();
     match server.await {
@@ -190,4 +211,70 @@ async fn run(args: RunArgs) -> Result<()> {
     result?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// This host's name and process ID: an identity for a replica run outside
+/// a Pod.
+fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sigstore-operator".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Stands by until this replica holds the Lease, then reconciles until
+/// shutdown (releasing the Lease once the controller stopped) or until the
+/// Lease is lost (an error: the process exits and starts again as a
+/// standby). Standing by is ready: a rollout of several replicas goes on.
+async fn lead(
+    client: kube::Client,
+    settings: leader::Settings,
+    options: controller::Options,
+    metrics: Arc<Metrics>,
+    ready: health::Readiness,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let elector = Arc::new(leader::Elector::new(client.clone(), settings));
+    metrics.leader.set(0);
+    ready.set(true);
+    if !elector.acquire(&shutdown).await {
+        return Ok(());
+    }
+    metrics.leader.set(1);
+    let lost = CancellationToken::new();
+    let renewing = CancellationToken::new();
+    let holder = {
+        let (elector, lost, until) = (elector.clone(), lost.clone(), renewing.clone());
+        tokio::spawn(async move { elector.hold(&until, &lost).await })
+    };
+    // The controller stops on shutdown or the moment the Lease is lost.
+    let stop = CancellationToken::new();
+    {
+        let (stop, shutdown, lost) = (stop.clone(), shutdown.clone(), lost.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = lost.cancelled() => {}
+            }
+            stop.cancel();
+        });
+    }
+    let result = controller::run(client, options, metrics.clone(), ready, stop).await;
+    renewing.cancel();
+    let ended = holder.await;
+    metrics.leader.set(0);
+    match ended {
+        Ok(leader::Ended::Lost(why)) => {
+            tracing::error!(%why, "stopped leading");
+            result.and(Err(Error::LeaseLost(why)))
+        }
+        _ => {
+            // Only now that nothing acts: the next replica may take over.
+            elector.release().await;
+            result
+        }
+    }
 }

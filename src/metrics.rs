@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -27,6 +27,9 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     /// Status writes sent to the API server.
     pub status_writes: Counter,
+    /// 1 while this replica holds the leader Lease (or runs without
+    /// election), 0 while it stands by.
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -54,12 +57,19 @@ impl Default for Metrics {
             "Status writes sent to the API server",
             status_writes.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica leads (reconciles), 0 while it stands by",
+            leader.clone(),
+        );
         Self {
             registry,
             reconciles,
             reconcile_errors,
             reconcile_duration,
             status_writes,
+            leader,
         }
     }
 }

@@ -80,6 +80,20 @@ async fn render_and_apply(test: &str, extra: &[&str], image: &str) -> Vec<Dynami
         rules(&rendered) == rules(&kustomize),
         "the chart's ClusterRole rules differ from config/rbac/role.yaml"
     );
+    // Its leader-election Role too, but for the Lease's name (the release's).
+    let lease_rules = |objects: &[DynamicObject]| {
+        let mut rules = find(objects, "Role").expect("leader-election Role").data["rules"].clone();
+        for r in rules.as_array_mut().into_iter().flatten() {
+            if let Some(names) = r.get_mut("resourceNames") {
+                *names = serde_json::json!(["<lease>"]);
+            }
+        }
+        rules
+    };
+    assert!(
+        lease_rules(&rendered) == lease_rules(&kustomize),
+        "the chart's leader-election Role differs from config/rbac/leader_election_role.yaml"
+    );
 
     let applied = support::manifests::apply(&client, &rendered, &ns.name).await;
     for kind in [
@@ -87,6 +101,8 @@ async fn render_and_apply(test: &str, extra: &[&str], image: &str) -> Vec<Dynami
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
         "Deployment",
     ] {
         assert!(find(&applied, kind).is_some(), "{kind} applied");
@@ -124,12 +140,40 @@ async fn default_values_are_accepted_by_the_api_server() {
     let args = container["args"].to_string();
     assert!(!args.contains("--watch-namespace"), "{args}");
     assert!(args.contains("--log-format=json"), "{args}");
+    // One replica, electing itself leader on a Lease named after the
+    // release; no PodDisruptionBudget for one.
+    assert_eq!(deployment.data["spec"]["replicas"], 1);
+    assert!(args.contains("--leader-elect"), "{args}");
+    assert!(
+        args.contains("--leader-election-id=helm-defaults-sigstore-operator"),
+        "{args}"
+    );
+    assert!(container["env"].to_string().contains("POD_NAMESPACE"));
+    assert!(find(&applied, "PodDisruptionBudget").is_none());
     assert!(find(&applied, "Service").is_none());
     let env = container["env"].to_string();
     assert!(
         !env.contains("IMAGE_REGISTRY") && !env.contains("IMAGE_PULL_SECRETS"),
         "{env}"
     );
+}
+
+#[test]
+fn two_replicas_without_leader_election_are_refused() {
+    let out = helm(&[
+        "template",
+        "two",
+        &chart(),
+        "--set",
+        IMAGE,
+        "--set",
+        "replicaCount=2",
+        "--set",
+        "leaderElection.enabled=false",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "two replicas without an election");
+    assert!(stderr.contains("leaderElection.enabled"), "{stderr}");
 }
 
 #[test]
@@ -173,6 +217,29 @@ async fn every_value_set_is_accepted_by_the_api_server() {
     ] {
         assert!(args.contains(flag), "{flag} in {args}");
     }
+    // Two replicas: leader election on, rolled one at a time, one kept up.
+    assert_eq!(deployment.data["spec"]["replicas"], 2);
+    assert_eq!(deployment.data["spec"]["strategy"]["type"], "RollingUpdate");
+    for flag in [
+        "--leader-elect",
+        "--leader-election-id=sigstore-operator-full",
+        "--leader-election-lease-duration=30s",
+        "--leader-election-renew-deadline=20s",
+        "--leader-election-retry-period=5s",
+    ] {
+        assert!(args.contains(flag), "{flag} in {args}");
+    }
+    let pdb = find(&applied, "PodDisruptionBudget").expect("a PodDisruptionBudget for 2");
+    assert_eq!(pdb.data["spec"]["minAvailable"], 1);
+    assert_eq!(
+        pdb.data["spec"]["selector"]["matchLabels"],
+        deployment.data["spec"]["selector"]["matchLabels"]
+    );
+    let role = find(&applied, "Role").expect("Role");
+    assert_eq!(
+        role.data["rules"][1]["resourceNames"][0],
+        "sigstore-operator-full"
+    );
     let service = find(&applied, "Service").expect("metrics Service");
     assert_eq!(service.data["spec"]["ports"][0]["port"], 9090);
     assert_eq!(service.data["spec"]["ports"][0]["targetPort"], "http");
@@ -197,6 +264,11 @@ fn values_the_schema_refuses_fail_naming_the_field() {
             "/stacks/imagePullSecrets/0/name",
         ),
         ("crds.install=maybe", "/crds/install"),
+        ("replicaCount=0", "/replicaCount"),
+        (
+            "leaderElection.leaseDuration=long",
+            "/leaderElection/leaseDuration",
+        ),
     ] {
         let out = helm(&["template", "bad", &chart, "--set", IMAGE, "--set", set]);
         let stderr = String::from_utf8_lossy(&out.stderr);

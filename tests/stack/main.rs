@@ -38,6 +38,7 @@ use support::{
 
 mod bring_up;
 mod faults;
+mod leader;
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -58,6 +59,13 @@ impl Env {
     /// `trillian_for` maps each stack to the Trillian address its stage
     /// processes dial (cluster DNS stands in as a rewrite).
     async fn start(test: &str, stacks: &[&str], trillian_at: &str) -> Self {
+        let mut env = Self::start_bare(test, stacks, trillian_at).await;
+        env.start_operator("operator");
+        env
+    }
+
+    /// [`Env::start`] without an operator: the test starts its own.
+    async fn start_bare(test: &str, stacks: &[&str], trillian_at: &str) -> Self {
         let cp = support::control_plane();
         let client = cp.client().await;
         let ns = TestNamespace::new(&client, test).await;
@@ -82,7 +90,7 @@ impl Env {
         )
         .await;
         let kubelet = Kubelet::start(client.clone(), &ns.name);
-        let mut env = Self {
+        Self {
             cp,
             client,
             ns,
@@ -91,9 +99,7 @@ impl Env {
             runner: Some(runner),
             rewrites,
             kubelet,
-        };
-        env.start_operator("operator");
-        env
+        }
     }
 
     fn start_operator(&mut self, log: &str) {
@@ -123,25 +129,40 @@ impl Env {
     }
 
     fn start_operator_with_env(&mut self, log: &str, env: &[(String, String)]) {
-        let kubeconfig = self.cp.kubeconfig_for(&self.user, &[]);
-        self.op = Some(Operator::start_with_env(
+        let user = self.user.clone();
+        self.op = Some(self.operator_as(&user, log, &[], env));
+    }
+
+    /// The operator binary run as `user` (bound to config/rbac's role),
+    /// with this test's flags and `extra`.
+    fn operator_as(
+        &self,
+        user: &str,
+        log: &str,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Operator {
+        let kubeconfig = self.cp.kubeconfig_for(user, &[]);
+        let mut args = vec![
+            "--watch-namespace",
+            &self.ns.name,
+            "--image",
+            "sigstore-operator:test",
+            "--stage-timeout",
+            "15s",
+            "--stage-backoff-limit",
+            "1",
+            "--stage-retry-base",
+            "2s",
+        ];
+        args.extend(extra);
+        Operator::start_with_env(
             &kubeconfig,
             support::logs_dir(),
             &format!("{}-{log}", self.ns.name),
-            &[
-                "--watch-namespace",
-                &self.ns.name,
-                "--image",
-                "sigstore-operator:test",
-                "--stage-timeout",
-                "15s",
-                "--stage-backoff-limit",
-                "1",
-                "--stage-retry-base",
-                "2s",
-            ],
+            &args,
             env,
-        ));
+        )
     }
 
     fn stacks(&self) -> Api<SigstoreStack> {

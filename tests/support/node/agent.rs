@@ -44,11 +44,30 @@ impl Agent {
         for pod in pods {
             let name = pod.name_any();
             if pod.metadata.deletion_timestamp.is_some() {
-                self.stop(&name, tasks);
-                let _ = self
-                    .pods()
-                    .delete(&name, &DeleteParams::default().grace_period(0))
-                    .await;
+                // Deleted: stopped gracefully, then removed for good, as
+                // the kubelet does once its containers are gone.
+                if let Some(t) = tasks.remove(&name) {
+                    t.abort();
+                }
+                let run = {
+                    let mut state = self.state.lock().unwrap();
+                    if !state.terminating.insert(name.clone()) {
+                        continue;
+                    }
+                    state.pods.remove(&name)
+                };
+                let agent = self.clone();
+                let grace = grace_period(&pod);
+                tokio::spawn(async move {
+                    if let Some(run) = run {
+                        terminate_pod(run, grace).await;
+                    }
+                    let _ = agent
+                        .pods()
+                        .delete(&name, &DeleteParams::default().grace_period(0))
+                        .await;
+                    agent.state.lock().unwrap().terminating.remove(&name);
+                });
                 continue;
             }
             if pod

@@ -84,6 +84,8 @@ pub struct NodeAgent {
 #[derive(Default)]
 struct State {
     pods: HashMap<String, PodRun>,
+    /// Pods being stopped gracefully (SIGTERM, then the grace period).
+    terminating: std::collections::HashSet<String>,
 }
 
 struct PodRun {
@@ -220,6 +222,44 @@ impl Drop for NodeAgent {
         }
         network_down();
     }
+}
+
+/// Stops a deleted Pod as the kubelet does: SIGTERM to every container's
+/// processes, up to `grace` for them to exit, then SIGKILL.
+async fn terminate_pod(mut run: PodRun, grace: Duration) {
+    let groups: Vec<i32> = run
+        .children
+        .iter()
+        .filter_map(|(_, c)| c.id())
+        .map(|pid| -(pid as i32))
+        .collect();
+    for g in &groups {
+        unsafe { libc::kill(*g, libc::SIGTERM) };
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        for (_, child) in &mut run.children {
+            // Reaped, so an exited container leaves no zombie in its group.
+            let _ = child.try_wait();
+        }
+        let alive = groups.iter().any(|g| unsafe { libc::kill(*g, 0) } == 0);
+        if !alive || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_pod(run);
+}
+
+/// How long a deleted Pod's containers get to exit: what the API server
+/// set on deletion, else the Pod's own setting, else Kubernetes' 30 s.
+fn grace_period(pod: &Pod) -> Duration {
+    let seconds = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| pod.spec.as_ref()?.termination_grace_period_seconds)
+        .unwrap_or(30);
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
 }
 
 fn stop_pod(mut run: PodRun) {
