@@ -38,6 +38,18 @@ const HELD: &str = "(Rekor's Pod held back, waiting for its tree)";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sample_stack_becomes_ready_and_every_client_signs_and_verifies() {
     let (cp, client, ns, agent) = support::node::cluster("e2e", &[]).await;
+    // The strictest Pod Security Standard, enforced by the API server's
+    // admission: every Pod the stack runs (and the clients' Job) meets it.
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .patch(
+            &ns.name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&serde_json::json!({"metadata": {"labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest"}}})),
+        )
+        .await
+        .unwrap();
     let _operator = support::start_for_namespace(cp, &client, &ns.name).await;
     // No binding for unauthenticated OIDC discovery, unlike KinD setups
     // for scaffolding: the stack's Fulcio reads it with its own token.

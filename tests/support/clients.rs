@@ -390,11 +390,14 @@ pub async fn verify_in_pod(
         .await
         .unwrap();
     let image = super::node::COSIGN_IMAGE;
+    // The `restricted` Pod Security Standard, as the sample client meets it.
+    let restricted = json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}});
     let env = json!([{"name": "TUF_ROOT", "value": "/cache/tuf"}]);
     let mounts = json!([{"name": "cache", "mountPath": "/cache"},
                         {"name": "in", "mountPath": "/in", "readOnly": true}]);
     let verify = |name: String, blob: String, bundle: String, identity: &str| {
         json!({"name": name, "image": image, "env": env, "volumeMounts": mounts,
+               "securityContext": restricted,
                "args": ["verify-blob", format!("--bundle=/in/{bundle}"),
                         format!("--certificate-identity={identity}"),
                         format!("--certificate-oidc-issuer={CLUSTER_ISSUER}"),
@@ -422,8 +425,10 @@ pub async fn verify_in_pod(
         "metadata": {"name": "cosign-verify"},
         "spec": {"backoffLimit": 0, "template": {"spec": {
             "restartPolicy": "Never",
-            "securityContext": {"runAsUser": 65532, "runAsNonRoot": true},
+            "securityContext": {"runAsUser": 65532, "runAsNonRoot": true,
+                "seccompProfile": {"type": "RuntimeDefault"}},
             "initContainers": [{"name": "initialize", "image": image, "env": env,
+                "securityContext": restricted,
                 "args": ["initialize", format!("--mirror=http://{stack}-tuf"), "--root=/tuf-root/root.json"],
                 "volumeMounts": [{"name": "cache", "mountPath": "/cache"},
                                  {"name": "tuf-root", "mountPath": "/tuf-root", "readOnly": true}]}],
