@@ -50,7 +50,7 @@ async fn sample_stack_becomes_ready_and_every_client_signs_and_verifies() {
         )
         .await
         .unwrap();
-    let _operator = support::start_for_namespace(cp, &client, &ns.name).await;
+    let operator = support::start_for_namespace(cp, &client, &ns.name).await;
     // No binding for unauthenticated OIDC discovery, unlike KinD setups
     // for scaffolding: the stack's Fulcio reads it with its own token.
     let start = Instant::now();
@@ -487,6 +487,45 @@ async fn sample_stack_becomes_ready_and_every_client_signs_and_verifies() {
     // an attestation; verification needs only the stack's trust material.
     images::sign_and_verify(&env, &trusted_root, &cosign3, &identity, &ns.name).await;
     figures.push_str("  OCI image: cosign 3.1.3 sign + attest; verify and verify-attestation pass, and refuse another image and another identity\n");
+
+    // Secret hygiene, over everything this run left readable: no private
+    // key or password of the stack's Secrets is in the operator's log, a
+    // Pod's log, an Event, the status or a ConfigMap.
+    let probe = sigstore_operator::keys::PrivateKey::generate(
+        sigstore_operator::keys::Algorithm::EcdsaP256,
+    )
+    .unwrap()
+    .encrypted_pem("a password of 32 characters.....")
+    .unwrap();
+    let (sought, is_key, _) = support::hygiene::needles("private", probe.as_bytes());
+    assert!(
+        is_key && sought.iter().any(|n| probe.contains(n.as_str())),
+        "the search finds a key"
+    );
+    let report = support::hygiene::check(
+        &client,
+        &ns.name,
+        &operator.log,
+        &support::logs_dir().join("pods"),
+    )
+    .await;
+    figures.push_str(&format!(
+        "  secret hygiene: {} private keys and {} passwords sought in {} sources ({:.1} MiB: the operator's log, the Pods' logs, Events, the status, ConfigMaps): {} found\n",
+        report.keys,
+        report.passwords,
+        report.sources,
+        report.bytes as f64 / (1024.0 * 1024.0),
+        report.found.len()
+    ));
+    assert!(
+        report.keys >= 5 && report.passwords >= 3,
+        "the stack's Secrets were read"
+    );
+    assert!(
+        report.found.is_empty(),
+        "private values where anyone may read them:\n{}",
+        report.found.join("\n")
+    );
     write_figures(&figures);
 }
 

@@ -11,6 +11,7 @@ mod certs;
 pub mod clients;
 pub mod cosign;
 pub mod helm;
+pub mod hygiene;
 pub mod jobs;
 pub mod kubelet;
 pub mod manifests;
