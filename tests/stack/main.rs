@@ -39,6 +39,7 @@ use support::{
 mod bring_up;
 mod faults;
 mod leader;
+mod least_privilege;
 
 const WAIT: Duration = Duration::from_secs(120);
 
