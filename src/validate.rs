@@ -67,10 +67,11 @@ pub fn validate(spec: &SigstoreStackSpec) -> Vec<FieldError> {
                     "must be a host name or IP address",
                 );
             }
-            if ext.credentials_secret.trim().is_empty() {
+            if !is_object_name(&ext.credentials_secret) {
                 errors.push(
                     "spec.trillian.database.external.credentialsSecret",
-                    "must name a Secret with keys username and password",
+                    "must name a Secret with keys username and password: lowercase letters, \
+                     digits, '-' and '.'",
                 );
             }
         }
@@ -141,6 +142,14 @@ pub fn validate(spec: &SigstoreStackSpec) -> Vec<FieldError> {
     if spec.fulcio.ca.subject.common_name.trim().is_empty() {
         errors.push("spec.fulcio.ca.subject.commonName", "must not be blank");
     }
+    if let Some(name) = &spec.fulcio.ca.existing_secret
+        && !is_object_name(name)
+    {
+        errors.push(
+            "spec.fulcio.ca.existingSecret",
+            "must be a Secret name: lowercase letters, digits, '-' and '.'",
+        );
+    }
     check_validity(
         &mut errors,
         "spec.fulcio.ca.validity",
@@ -206,6 +215,16 @@ fn check_validity(errors: &mut Errors, field: &str, d: Duration) {
     }
 }
 
+/// A Kubernetes object name (a DNS subdomain: lowercase alphanumerics,
+/// '-' and '.', starting and ending alphanumeric, at most 253).
+fn is_object_name(s: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    s.len() <= 253
+        && s.starts_with(alnum)
+        && s.ends_with(alnum)
+        && s.chars().all(|c| alnum(c) || matches!(c, '-' | '.'))
+}
+
 fn is_path_segment(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
@@ -250,6 +269,14 @@ mod tests {
     fn each_rule_names_its_field() {
         type Mutation = Box<dyn Fn(&mut SigstoreStackSpec)>;
         let cases: Vec<(&str, Mutation)> = vec![
+            (
+                "spec.fulcio.ca.existingSecret",
+                Box::new(|s| s.fulcio.ca.existing_secret = Some("My_CA".into())),
+            ),
+            (
+                "spec.fulcio.ca.existingSecret",
+                Box::new(|s| s.fulcio.ca.existing_secret = Some("ca-".into())),
+            ),
             (
                 "spec.ctlog.prefix",
                 Box::new(|s| s.ctlog.prefix = "a/b".into()),

@@ -70,6 +70,7 @@ pub struct FulcioCaSpec {
     /// of generating one: key `cert` (the chain, CA first), `private` (the
     /// PEM private key) and optionally `password`. The operator only reads it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("must be a Secret name: lowercase letters, digits, '-' and '.'"))]
     #[schemars(length(min = 1, max = 253))]
     pub existing_secret: Option<String>,
 }

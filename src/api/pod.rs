@@ -22,6 +22,7 @@ pub struct PodSettings {
     pub node_selector: Option<BTreeMap<String, String>>,
     /// Taints the Pods tolerate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.all(t, (!has(t.operator) || t.operator in ['Exists', 'Equal']) && (!has(t.effect) || t.effect in ['', 'NoSchedule', 'PreferNoSchedule', 'NoExecute']))").message("each toleration's operator must be Exists or Equal, and its effect NoSchedule, PreferNoSchedule or NoExecute"))]
     #[schemars(length(max = 64))]
     pub tolerations: Option<Vec<Toleration>>,
     /// Node and Pod affinity of the Pods.

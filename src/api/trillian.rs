@@ -102,6 +102,7 @@ pub struct ExternalDatabase {
     pub database: String,
     /// Name of a Secret in the stack's namespace with keys `username` and
     /// `password`. The operator only reads it.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("must be a Secret name: lowercase letters, digits, '-' and '.'"))]
     #[schemars(length(min = 1, max = 253))]
     pub credentials_secret: String,
 }
