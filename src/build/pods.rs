@@ -20,7 +20,9 @@ pub fn settings(spec: &SigstoreStackSpec, part: &str) -> PodSettings {
         names::TRILLIAN_LOG_SIGNER => &spec.trillian.log_signer.pod,
         names::REKOR => &spec.rekor.pod,
         names::REKOR_REDIS => &spec.rekor.redis_pod,
+        names::REKOR_V2 => &spec.rekor.v2.pod,
         names::CTLOG => &spec.ctlog.pod,
+        names::TESSERACT => &spec.ctlog.tesseract.pod,
         names::FULCIO => &spec.fulcio.pod,
         names::TSA => &spec.tsa.pod,
         names::TUF => &spec.tuf.pod,
@@ -144,6 +146,32 @@ mod tests {
             }
         }
         assert_eq!(seen, 9);
+    }
+
+    #[test]
+    fn the_tile_logs_get_their_own_settings() {
+        let mut spec = SigstoreStackSpec::default();
+        spec.rekor.generation = crate::api::RekorGeneration::V2;
+        spec.ctlog.backend = crate::api::CtLogBackend::Tesseract;
+        spec.pod.node_selector = Some([("pool".into(), "sigstore".into())].into());
+        spec.rekor.v2.pod.resources = Some(memory("512Mi"));
+        spec.ctlog.tesseract.pod.node_selector = Some([("pool".into(), "ct".into())].into());
+        let objects = objects(&inputs(&spec)).unwrap();
+        let pod_of = |name: &str| {
+            objects
+                .iter()
+                .find_map(|o| match o {
+                    Object::Deployment(d) if o.name() == name => d.spec.clone(),
+                    _ => None,
+                })
+                .and_then(|s| s.template.spec)
+                .unwrap_or_else(|| panic!("Deployment {name}"))
+        };
+        let rekor = pod_of("demo-rekor-v2");
+        assert_eq!(rekor.containers[0].resources, Some(memory("512Mi")));
+        assert_eq!(rekor.node_selector.as_ref().unwrap()["pool"], "sigstore");
+        let ct = pod_of("demo-tesseract");
+        assert_eq!(ct.node_selector.as_ref().unwrap()["pool"], "ct");
     }
 
     #[test]
