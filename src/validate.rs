@@ -109,6 +109,43 @@ pub fn validate(spec: &SigstoreStackSpec) -> Vec<FieldError> {
         }
     }
 
+    for (field, pod) in [
+        ("spec.trillian.database.pod", &spec.trillian.database.pod),
+        ("spec.trillian.logServer.pod", &spec.trillian.log_server.pod),
+        ("spec.trillian.logSigner.pod", &spec.trillian.log_signer.pod),
+        ("spec.rekor.pod", &spec.rekor.pod),
+        ("spec.rekor.redisPod", &spec.rekor.redis_pod),
+        ("spec.rekor.v2.pod", &spec.rekor.v2.pod),
+        ("spec.ctlog.pod", &spec.ctlog.pod),
+        ("spec.ctlog.tesseract.pod", &spec.ctlog.tesseract.pod),
+        ("spec.fulcio.pod", &spec.fulcio.pod),
+        ("spec.tsa.pod", &spec.tsa.pod),
+        ("spec.tuf.pod", &spec.tuf.pod),
+        ("spec.stages.pod", &spec.stages.pod),
+    ] {
+        let Some(resources) = &pod.resources else {
+            continue;
+        };
+        // The API server takes any string here and refuses it only when
+        // the Deployment is applied: say so before, naming the field.
+        for (kind, list) in [
+            ("limits", &resources.limits),
+            ("requests", &resources.requests),
+        ] {
+            for (name, value) in list.iter().flatten() {
+                if !is_quantity(&value.0) {
+                    errors.push(
+                        format!("{field}.resources.{kind}.{name}"),
+                        format!(
+                            "must be a quantity such as 500m, 2 or 256Mi, not {:?}",
+                            value.0
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
     if spec.pod.resources.is_some() {
         errors.push(
             "spec.pod.resources",
@@ -215,6 +252,34 @@ fn check_validity(errors: &mut Errors, field: &str, d: Duration) {
     }
 }
 
+/// A Kubernetes quantity: a decimal number with an optional binary (Ki..Ei)
+/// or decimal (n, u, m, k, M..E) suffix or exponent, e.g. `500m`, `1.5Gi`.
+fn is_quantity(s: &str) -> bool {
+    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let digits_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, suffix) = s.split_at(digits_end);
+    let mut parts = number.split('.');
+    let whole = parts.next().unwrap_or_default();
+    let fraction = parts.next();
+    let number_ok = parts.next().is_none()
+        && (!whole.is_empty() || fraction.is_some_and(|f| !f.is_empty()))
+        && whole
+            .chars()
+            .chain(fraction.unwrap_or_default().chars())
+            .all(|c| c.is_ascii_digit());
+    let suffix_ok = match suffix {
+        "" | "n" | "u" | "m" | "k" | "M" | "G" | "T" | "P" | "E" => true,
+        "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" => true,
+        e => e
+            .strip_prefix(['e', 'E'])
+            .map(|x| x.strip_prefix(['+', '-']).unwrap_or(x))
+            .is_some_and(|x| !x.is_empty() && x.chars().all(|c| c.is_ascii_digit())),
+    };
+    number_ok && suffix_ok
+}
+
 /// A Kubernetes object name (a DNS subdomain: lowercase alphanumerics,
 /// '-' and '.', starting and ending alphanumeric, at most 253).
 fn is_object_name(s: &str) -> bool {
@@ -263,6 +328,45 @@ mod tests {
         assert_eq!(spec, SigstoreStackSpec::default());
         assert_eq!(spec.ctlog.prefix, "sigstorescaffolding");
         assert!(spec.rekor.enabled && spec.fulcio.trust_cluster_issuer);
+    }
+
+    #[test]
+    fn quantities_are_told_from_words() {
+        for ok in [
+            "1", "500m", "0.5", ".5", "1.5Gi", "256Mi", "2k", "1e3", "1E-2", "+1", "10n",
+        ] {
+            assert!(is_quantity(ok), "{ok}");
+        }
+        for bad in ["lots", "", "1.2.3", "1GB", "Gi", "1 Gi", "e3", "1e", "5%"] {
+            assert!(!is_quantity(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_resource_that_is_not_a_quantity_names_its_field() {
+        use k8s_openapi::{
+            api::core::v1::ResourceRequirements, apimachinery::pkg::api::resource::Quantity,
+        };
+        let mut spec = SigstoreStackSpec::default();
+        spec.stages.pod.resources = Some(ResourceRequirements {
+            limits: Some([("cpu".to_owned(), Quantity("lots".into()))].into()),
+            requests: Some([("memory".to_owned(), Quantity("64Mi".into()))].into()),
+            ..ResourceRequirements::default()
+        });
+        spec.rekor.v2.pod.resources = Some(ResourceRequirements {
+            requests: Some([("memory".to_owned(), Quantity("1 GB".into()))].into()),
+            ..ResourceRequirements::default()
+        });
+        let errors = validate(&spec);
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.rekor.v2.pod.resources.requests.memory",
+                "spec.stages.pod.resources.limits.cpu"
+            ]
+        );
+        assert!(errors[1].message.contains("not \"lots\""), "{}", errors[1]);
     }
 
     #[test]
