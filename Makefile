@@ -7,7 +7,7 @@ OPERATOR_IMAGE ?= sigstore-operator:dev
 IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
 export TOOLS_DIR
 
-.PHONY: all build test test-unit test-cluster tools crds fmt fmt-check lint bench run up image image-load kind-up kind-down clean-tools help
+.PHONY: all build test test-unit test-cluster tools crds fmt fmt-check lint bench run up local-up local-down local-build image image-load kind-up kind-down clean-tools help
 
 all: build
 
@@ -19,6 +19,9 @@ build: ## Build the operator binary.
 
 test: tools ## Everything: unit tests, CRD drift, the real control plane, and the end-to-end run.
 	rm -f target/e2e-figures.txt target/tiles-figures.txt
+# tests/local_up.rs runs make local-up's entry point, an example, which
+# `cargo test --tests` does not build.
+	$(CARGO) build --locked --example local
 	$(CARGO) test --locked --no-fail-fast --lib --bins --tests
 	@cat target/e2e-figures.txt target/tiles-figures.txt
 
@@ -26,7 +29,8 @@ test-unit: ## Unit tests and the CRD drift check only (no control plane).
 	$(CARGO) test --locked --lib --bins --test crd_drift
 
 test-cluster: tools ## Only the tests on the real control plane.
-	$(CARGO) test --locked --test control_plane --test operator_without_crd --test stages --test unreadable_stack --test helm_chart --test node_agent --test e2e --test action --test log_loss --test stack --test kubeadm_defaults --test private_registry --test helm_upgrade --test components --test tiles --test selfcheck
+	$(CARGO) build --locked --example local
+	$(CARGO) test --locked --test control_plane --test operator_without_crd --test stages --test unreadable_stack --test helm_chart --test node_agent --test e2e --test action --test log_loss --test stack --test kubeadm_defaults --test private_registry --test helm_upgrade --test components --test tiles --test selfcheck --test local_up
 
 tools: ## Build the test tools (control plane, Sigstore servers, cosign 2 and 3, an OCI registry, helm) from the Go module proxy, cached by version; install MariaDB, Redis, faketime (apt), python-tuf and sigstore-python (PyPI).
 	hack/tools.sh all
@@ -62,6 +66,16 @@ image: ## Build the multi-arch operator image with docker buildx (add IMAGE_FLAG
 
 image-load: ## Build the image for this machine's platform into the local Docker (then: kind load docker-image $(OPERATOR_IMAGE)).
 	docker buildx build --load -t $(OPERATOR_IMAGE) .
+
+local-build: tools
+	$(CARGO) build --locked --release --bin sigstore-operator
+	$(CARGO) build --locked --example local
+
+local-up: local-build ## Without Docker (Linux, as root): the tests' control plane and node agent, the operator (release build) and the sample stack, Ready, with URLs and how to sign; runs until Ctrl-C or make local-down.
+	SIGSTORE_OPERATOR_BIN=$(CURDIR)/target/release/sigstore-operator target/debug/examples/local up
+
+local-down: ## Stop what make local-up started (every process of it).
+	@if [[ -x target/debug/examples/local ]]; then target/debug/examples/local down; else echo "nothing to stop: make local-up was never built here"; fi
 
 kind-up: ## With Docker and KinD: a cluster, the operator (built here) and the sample stack, Ready, with URLs and how to sign.
 	hack/kind-up.sh

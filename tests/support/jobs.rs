@@ -5,7 +5,7 @@
 //! ServiceAccount as its identity, then records the outcome in the Pod's
 //! and the Job's status as the kubelet and the Job controller would.
 
-use std::{collections::BTreeSet, path::PathBuf, time::Duration};
+use std::{collections::BTreeSet, time::Duration};
 
 use k8s_openapi::{
     api::{
@@ -335,7 +335,7 @@ impl Run {
             });
         }
         let program = if argv[0].rsplit('/').next() == Some("sigstore-operator") {
-            PathBuf::from(env!("CARGO_BIN_EXE_sigstore-operator"))
+            super::operator_bin()
         } else {
             return Some(Exit {
                 success: false,

@@ -57,6 +57,8 @@ static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 static KEEPER: OnceLock<Keeper> = OnceLock::new();
 static LOGS: OnceLock<PathBuf> = OnceLock::new();
 static FAILED: AtomicBool = AtomicBool::new(false);
+/// Set by [`use_dir`]: the logs stay whatever happens.
+static KEEP: AtomicBool = AtomicBool::new(false);
 static NS_SEQ: AtomicU32 = AtomicU32::new(0);
 
 extern "C" fn stop_at_exit() {
@@ -64,6 +66,9 @@ extern "C" fn stop_at_exit() {
         k.stop_all();
     }
     let Some(dir) = LOGS.get() else { return };
+    if KEEP.load(Ordering::SeqCst) {
+        return;
+    }
     if FAILED.load(Ordering::SeqCst) || std::env::var_os("KEEP_TEST_LOGS").is_some() {
         eprintln!("test logs kept in {}", dir.display());
     } else {
@@ -90,6 +95,29 @@ pub fn logs_dir() -> &'static Path {
         std::fs::create_dir_all(&dir).expect("create the test log directory");
         dir
     })
+}
+
+/// Makes `dir` this process's log directory, kept at exit (`make
+/// local-up`'s, instead of a test binary's own). Before anything started.
+pub fn use_dir(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("create the log directory");
+    assert!(
+        LOGS.set(dir.to_owned()).is_ok(),
+        "use_dir before anything used logs_dir"
+    );
+    KEEP.store(true, Ordering::SeqCst);
+}
+
+/// The operator's binary: `SIGSTORE_OPERATOR_BIN` when set (`make
+/// local-up` runs the release build), else the one cargo built for this
+/// test binary (an example has none: then target/debug's).
+pub fn operator_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SIGSTORE_OPERATOR_BIN") {
+        return PathBuf::from(p);
+    }
+    option_env!("CARGO_BIN_EXE_sigstore-operator")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/debug/sigstore-operator"))
 }
 
 /// Starts and stops this binary's helper processes.
@@ -182,6 +210,23 @@ pub struct TestNamespace {
 }
 
 impl TestNamespace {
+    /// Namespace `name` exactly, created unless it exists.
+    pub async fn named(client: &Client, name: &str) -> Self {
+        use k8s_openapi::api::core::v1::Namespace;
+        use kube::api::{Api, PostParams};
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+            .expect("namespace");
+        match Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => panic!("create namespace {name}: {e}"),
+        }
+        Self { name: name.into() }
+    }
+
     /// Creates a fresh namespace named after the test.
     pub async fn new(client: &Client, test: &str) -> Self {
         use k8s_openapi::api::core::v1::Namespace;

@@ -31,7 +31,7 @@ impl Operator {
         let [port] = super::procs::free_ports::<1>().expect("free port");
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_sigstore-operator"))
+        let child = Command::new(super::operator_bin())
             .args(["--log-format", "json", "run", "--http-addr"])
             .arg(format!("127.0.0.1:{port}"))
             .args(extra)
@@ -105,7 +105,7 @@ pub struct Output {
 
 /// Runs `sigstore-operator <args>` with `kubeconfig` to completion.
 pub fn run_cli(kubeconfig: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_sigstore-operator"))
+    let out = Command::new(super::operator_bin())
         .args(args)
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info")

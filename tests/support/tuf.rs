@@ -60,7 +60,7 @@ impl Served {
         served.update(files);
         served.pid = serve(
             &format!("{name}-serve-tuf"),
-            Path::new(env!("CARGO_BIN_EXE_sigstore-operator")),
+            &super::operator_bin(),
             &[
                 "serve-tuf".into(),
                 format!("--dir={}", served.dir.display()),

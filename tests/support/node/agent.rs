@@ -116,7 +116,13 @@ impl Agent {
                     continue;
                 }
             };
-            let running = self.state.lock().unwrap().pods.contains_key(&name);
+            let (running, stopped) = {
+                let s = self.state.lock().unwrap();
+                (s.pods.contains_key(&name), s.stopped)
+            };
+            if stopped {
+                return;
+            }
             let result = if running {
                 self.watch_pod(&pod).await
             } else {
@@ -234,6 +240,9 @@ impl Agent {
             .take(8)
             .collect();
         let netns = format!("sopod-{short}");
+        if self.state.lock().unwrap().stopped {
+            return Ok(());
+        }
         let dir = pod_dir(&self.ns, &name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;

@@ -139,7 +139,7 @@ impl Images {
             // The operator's own image, as config/manager names it.
             (
                 "sigstore-operator:dev",
-                vec![env!("CARGO_BIN_EXE_sigstore-operator").to_owned()],
+                vec![super::super::operator_bin().display().to_string()],
             ),
         ]
         .into_iter()
@@ -157,7 +157,7 @@ impl Images {
             entrypoints,
             paths: BTreeMap::from([(
                 sigstore_operator::names::OPERATOR_BINARY.to_owned(),
-                env!("CARGO_BIN_EXE_sigstore-operator").to_owned(),
+                super::super::operator_bin().display().to_string(),
             )]),
         }
     }

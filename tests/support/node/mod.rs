@@ -86,6 +86,8 @@ struct State {
     pods: HashMap<String, PodRun>,
     /// Pods being stopped gracefully (SIGTERM, then the grace period).
     terminating: std::collections::HashSet<String>,
+    /// The agent was dropped: its Pods' tasks start nothing more.
+    stopped: bool,
 }
 
 struct PodRun {
@@ -215,6 +217,7 @@ impl Drop for NodeAgent {
         self.proxy.abort();
         for state in &self.states {
             if let Ok(mut s) = state.lock() {
+                s.stopped = true;
                 for (_, run) in s.pods.drain() {
                     stop_pod(run);
                 }
@@ -314,6 +317,30 @@ pub async fn cluster(test: &str, more: &[&str]) -> Cluster {
 /// [`cluster`] on control plane `cp`.
 pub async fn cluster_on(cp: &'static super::ControlPlane, test: &str, more: &[&str]) -> Cluster {
     cluster_with(cp, test, more, Images::local(), NodeShape::default()).await
+}
+
+/// Removes the node's network (its bridge and every Pod's namespace).
+/// For after the runtime that ran an agent has shut down: a Pod start it
+/// cancelled half-way may have made a namespace after the agent's drop.
+pub fn sweep_network() {
+    network_down();
+}
+
+/// The node agent on [`super::cluster_control_plane`] for namespace
+/// `name` exactly (`make local-up`'s), created unless it exists.
+pub async fn cluster_named(name: &str) -> Cluster {
+    let cp = super::cluster_control_plane();
+    let client = cp.client().await;
+    let ns = super::TestNamespace::named(&client, name).await;
+    let agent = NodeAgent::start(
+        client.clone(),
+        &[ns.name.as_str()],
+        Images::local(),
+        cp.server.clone(),
+        NodeShape::default(),
+    )
+    .await;
+    (cp, client, ns, agent)
 }
 
 /// [`cluster_on`] with the agent's image table and Node of the test's.
