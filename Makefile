@@ -32,7 +32,7 @@ test-cluster: tools ## Only the tests on the real control plane.
 	$(CARGO) build --locked --example local
 	$(CARGO) test --locked --test control_plane --test operator_without_crd --test stages --test unreadable_stack --test helm_chart --test node_agent --test e2e --test action --test log_loss --test stack --test kubeadm_defaults --test private_registry --test helm_upgrade --test components --test tiles --test selfcheck --test local_up
 
-tools: ## Build the test tools (control plane, Sigstore servers, cosign 2 and 3, an OCI registry, helm) from the Go module proxy, cached by version; install MariaDB, Redis, faketime (apt), python-tuf and sigstore-python (PyPI).
+tools: ## Build the test tools (control plane, Sigstore servers, cosign 2 and 3, an OCI registry, helm, actionlint) from the Go module proxy, cached by version; install MariaDB, Redis, faketime, shellcheck (apt), python-tuf and sigstore-python (PyPI).
 	hack/tools.sh all
 
 bench: ## Measure the stages' and the reconciler's pure work (figures only, nothing asserted).
@@ -51,9 +51,19 @@ fmt: ## Format the code.
 fmt-check:
 	$(CARGO) fmt --check
 
-lint: fmt-check ## rustfmt check, clippy with warnings as errors, and no import cycle between the crate's modules.
+lint: fmt-check ## rustfmt check, clippy with warnings as errors, no import cycle between the crate's modules, actionlint on .github/workflows and helm lint on the chart (both from make tools).
+	@for tool in actionlint helm; do \
+	  [[ -x "$(TOOLS_DIR)/bin/$$tool" ]] || { echo "lint: $(TOOLS_DIR)/bin/$$tool is missing: run make tools" >&2; exit 1; }; \
+	done
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	python3 hack/module-cycles.py
+# actionlint also runs shellcheck on the run: scripts when it is on PATH.
+	$(TOOLS_DIR)/bin/actionlint .github/workflows/*.yml
+	$(TOOLS_DIR)/bin/helm lint --strict config/helm/sigstore-operator
+	for values in config/helm/sigstore-operator/ci/*-values.yaml; do \
+	  [[ -e "$$values" ]] || continue; \
+	  $(TOOLS_DIR)/bin/helm lint --strict config/helm/sigstore-operator -f "$$values"; \
+	done
 
 up: ## Install the CRD and the sample stack into the current kubeconfig's cluster, then run the operator here.
 	$(CARGO) run --locked --quiet -- crd | kubectl apply --server-side -f -

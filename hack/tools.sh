@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Builds the test tools (etcd, kube-apiserver, kube-controller-manager, helm and
-# the Sigstore servers) from the Go module proxy into a cache keyed by version, and
+# Builds the test tools (etcd, kube-apiserver, kube-controller-manager, helm,
+# actionlint and the Sigstore servers) from the Go module proxy into a cache keyed by version, and
 # installs MariaDB and Redis from apt when missing. No prebuilt binary is
 # downloaded: nothing but the module proxy is reachable on the build machines.
 #
-# Usage: hack/tools.sh [etcd|kube|helm|sigstore|apt|pytuf|sigstore-python|all]   (default: all)
+# Usage: hack/tools.sh [etcd|kube|helm|actionlint|sigstore|apt|pytuf|sigstore-python|all]   (default: all)
 # Env:   TOOLS_DIR  cache root (default: <repo>/.tools, gitignored)
 set -euo pipefail
 
@@ -134,6 +134,12 @@ build_helm() {
   go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 }
 
+# actionlint checks the GitHub workflows in .github/workflows (`make lint`);
+# with shellcheck on PATH (apt, below) it checks their run: scripts too.
+build_actionlint() {
+  go_install actionlint "$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint
+}
+
 # MariaDB and Redis come from Debian's packages.
 need_apt() {
   local missing=()
@@ -147,7 +153,9 @@ need_apt() {
   # expiry tests.
   [[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 || -e /usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1 ]] ||
     missing+=(faketime)
-  ((${#missing[@]} == 0)) && { log "mariadb, redis and faketime present"; return; }
+  # actionlint runs it on the workflows' run: scripts (`make lint`).
+  command -v shellcheck >/dev/null || missing+=(shellcheck)
+  ((${#missing[@]} == 0)) && { log "mariadb, redis, faketime and shellcheck present"; return; }
   if [[ $(id -u) -ne 0 ]]; then log "install ${missing[*]} (apt) and retry"; exit 1; fi
   log "installing ${missing[*]} from apt"
   apt-get update -qq
@@ -200,10 +208,11 @@ case "${1:-all}" in
   etcd) build_etcd ;;
   kube) build_kube ;;
   helm) build_helm ;;
+  actionlint) build_actionlint ;;
   sigstore) build_sigstore ;;
   apt) need_apt ;;
   pytuf) build_pytuf ;;
   sigstore-python) build_sigstore_python ;;
-  all) need_apt; build_pytuf; build_sigstore_python; build_etcd; build_kube; build_helm; build_sigstore ;;
-  *) log "unknown target: $1 (etcd|kube|helm|sigstore|apt|pytuf|sigstore-python|all)"; exit 2 ;;
+  all) need_apt; build_pytuf; build_sigstore_python; build_etcd; build_kube; build_helm; build_actionlint; build_sigstore ;;
+  *) log "unknown target: $1 (etcd|kube|helm|actionlint|sigstore|apt|pytuf|sigstore-python|all)"; exit 2 ;;
 esac

@@ -293,4 +293,36 @@ fn action_runs_the_tested_script() {
         assert!(inputs.contains_key(name), "input {name}");
     }
     assert!(text.contains("hack/stack-up.sh"));
+
+    // The image is chosen by hack/operator-image.sh (its cases are in
+    // tests/release.rs) from the input and the ref the action is used at,
+    // read in the step's env: inside run: a composite action's
+    // github.action_ref is empty. The stack runs what it chose.
+    let steps = action["runs"]["steps"].as_sequence().unwrap();
+    let step = |id: &str| {
+        steps
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("step {id}"))
+    };
+    let image = step("image");
+    for (var, value) in [
+        ("REQUESTED_IMAGE", "${{ inputs.operator-image }}"),
+        ("ACTION_REF", "${{ github.action_ref }}"),
+        ("ACTION_REPOSITORY", "${{ github.action_repository }}"),
+    ] {
+        assert_eq!(image["env"][var].as_str(), Some(value), "{var}");
+    }
+    let run = image["run"].as_str().unwrap();
+    assert!(
+        run.contains(
+            r#"hack/operator-image.sh" "$REQUESTED_IMAGE" "$ACTION_REF" "$ACTION_REPOSITORY""#
+        ),
+        "{run}"
+    );
+    assert!(!run.contains("${{"), "no expressions inside run:");
+    assert_eq!(
+        step("up")["env"]["OPERATOR_IMAGE"].as_str(),
+        Some("${{ steps.image.outputs.image }}")
+    );
 }

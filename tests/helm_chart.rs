@@ -1,4 +1,5 @@
-//! The Helm chart in config/helm/sigstore-operator: it lints cleanly, its
+//! The Helm chart in config/helm/sigstore-operator: it lints cleanly, it
+//! runs the published image of its version unless told otherwise, its
 //! schema refuses bad values naming the field, and what it renders is
 //! accepted by a real API server (etcd + kube-apiserver built by `make tools`,
 //! as is helm itself). `tests/helm_upgrade.rs` upgrades a running release.
@@ -11,6 +12,28 @@ use support::{
     TestNamespace,
     helm::{IMAGE, assert_ok, chart, full_values, helm},
 };
+
+/// The repository releases publish the operator's image to: hack/release.env's
+/// IMAGE_REPOSITORY, the chart's default `image.repository`.
+fn published_repository() -> String {
+    let env = std::fs::read_to_string(support::repo_root().join("hack/release.env"))
+        .expect("read hack/release.env");
+    env.lines()
+        .find_map(|l| l.strip_prefix("IMAGE_REPOSITORY="))
+        .expect("IMAGE_REPOSITORY in hack/release.env")
+        .to_owned()
+}
+
+/// The image of the operator's Deployment as `helm template` renders it
+/// with `extra`, checked to equal the stage Jobs' OPERATOR_IMAGE.
+fn rendered_image(extra: &[&str]) -> String {
+    let rendered = render("image", "sigstore-operator", extra);
+    let deployment = find(&rendered, "Deployment").expect("Deployment");
+    let (container, operator_image) = container_env(deployment, "OPERATOR_IMAGE");
+    let image = container["image"].as_str().expect("an image").to_owned();
+    assert_eq!(operator_image.as_deref(), Some(image.as_str()), "{extra:?}");
+    image
+}
 
 /// `helm template --include-crds` for `release` in `namespace`, parsed with
 /// the same reader the kustomize manifests' test uses.
@@ -120,10 +143,7 @@ async fn render_and_apply(test: &str, extra: &[&str], image: &str) -> Vec<Dynami
 fn chart_lints_strictly() {
     let chart = chart();
     let full = full_values();
-    assert_ok(
-        &helm(&["lint", "--strict", &chart, "--set", IMAGE]),
-        "helm lint",
-    );
+    assert_ok(&helm(&["lint", "--strict", &chart]), "helm lint");
     assert_ok(
         &helm(&["lint", "--strict", &chart, "-f", &full]),
         "helm lint with every value set",
@@ -132,8 +152,9 @@ fn chart_lints_strictly() {
 
 #[tokio::test]
 async fn default_values_are_accepted_by_the_api_server() {
-    let image = format!("sigstore-operator:{}", env!("CARGO_PKG_VERSION"));
-    let applied = render_and_apply("helm-defaults", &["--set", IMAGE], &image).await;
+    // The published image of this version (nothing runs it here).
+    let image = format!("{}:{}", published_repository(), env!("CARGO_PKG_VERSION"));
+    let applied = render_and_apply("helm-defaults", &[], &image).await;
     // All namespaces, no metrics Service.
     let deployment = find(&applied, "Deployment").expect("Deployment");
     let (container, _) = container_env(deployment, "OPERATOR_IMAGE");
@@ -176,15 +197,47 @@ fn two_replicas_without_leader_election_are_refused() {
     assert!(stderr.contains("leaderElection.enabled"), "{stderr}");
 }
 
+/// With no image values the chart runs the image released with it: the
+/// published repository at the chart's appVersion (the crate's version).
 #[test]
-fn without_an_image_the_chart_says_how_to_get_one() {
-    let out = helm(&["template", "noimage", &chart()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "rendered without an image");
+fn the_default_image_is_the_published_one_of_this_version() {
+    let repository = published_repository();
     assert!(
-        stderr.contains("image.repository is required") && stderr.contains("make image"),
-        "{stderr}"
+        repository.starts_with("ghcr.io/") && repository.ends_with("/sigstore-operator"),
+        "{repository}"
     );
+    assert_eq!(
+        rendered_image(&[]),
+        format!("{repository}:{}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// An image named on install wins over the published default, in part or
+/// whole; an empty repository is refused by the schema.
+#[test]
+fn an_explicit_image_wins_over_the_default() {
+    let published = published_repository();
+    let version = env!("CARGO_PKG_VERSION");
+    let mine = "registry.example.com/me/sigstore-operator";
+    let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    for (set, want) in [
+        (
+            format!("image.repository={mine}"),
+            format!("{mine}:{version}"),
+        ),
+        (
+            format!("image.repository={mine},image.tag=dev"),
+            format!("{mine}:dev"),
+        ),
+        ("image.tag=dev".to_owned(), format!("{published}:dev")),
+        (
+            format!("image.repository={mine},image.tag=dev,image.digest={digest}"),
+            format!("{mine}@{digest}"),
+        ),
+        (IMAGE.to_owned(), format!("sigstore-operator:{version}")),
+    ] {
+        assert_eq!(rendered_image(&["--set", &set]), want, "--set {set}");
+    }
 }
 
 #[tokio::test]
@@ -264,6 +317,7 @@ fn values_the_schema_refuses_fail_naming_the_field() {
             "/stacks/imagePullSecrets/0/name",
         ),
         ("crds.install=maybe", "/crds/install"),
+        ("image.repository=", "/image/repository"),
         ("replicaCount=0", "/replicaCount"),
         (
             "leaderElection.leaseDuration=long",

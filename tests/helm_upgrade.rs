@@ -164,6 +164,17 @@ async fn helm_upgrade_upgrades_the_crd_and_keeps_stacks_ready() {
     upgrade.extend(common);
     helm::helm_on(&kubeconfig, &upgrade);
     assert!(has_stages().await, "helm upgrade upgraded the CRD");
+    // The image named on install wins over the chart's default (the
+    // published image), through the upgrade too.
+    let operator = Api::<Deployment>::namespaced(client.clone(), RELEASE_NS)
+        .get("op-sigstore-operator")
+        .await
+        .unwrap();
+    let pod_spec = operator.spec.unwrap().template.spec.unwrap();
+    assert_eq!(
+        pod_spec.containers[0].image.as_deref(),
+        Some("sigstore-operator:e2e")
+    );
     support::eventually(
         "the new operator Pod running",
         Duration::from_secs(120),

@@ -45,6 +45,6 @@ pub fn helm_on(kubeconfig: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The image a user names on `helm install` (none is published yet); the
-/// node agent maps `sigstore-operator` to the operator's binary.
+/// The image the tests install the chart with (their own build, as a user
+/// names theirs); the node agent maps `sigstore-operator` to the operator's binary.
 pub const IMAGE: &str = "image.repository=sigstore-operator";

@@ -48,7 +48,7 @@ The operator's image. The Deployment runs it and passes it on as
 OPERATOR_IMAGE to the stage Jobs, so both come from this one place.
 */}}
 {{- define "sigstore-operator.image" -}}
-{{- $repository := required "image.repository is required: no sigstore-operator image is published yet. Build and push one (make image OPERATOR_IMAGE=<registry>/sigstore-operator:<tag> IMAGE_FLAGS=--push), then pass --set image.repository=<registry>/sigstore-operator,image.tag=<tag>" .Values.image.repository }}
+{{- $repository := .Values.image.repository }}
 {{- if .Values.image.digest }}
 {{- printf "%s@%s" $repository .Values.image.digest }}
 {{- else }}
