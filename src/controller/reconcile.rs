@@ -99,11 +99,52 @@ async fn read(ctx: &Context, stack: &SigstoreStack, namespace: &str) -> Result<S
         None
     };
     Ok(Seen {
+        brought_ca: brought_ca(ctx, &owner, spec, &observed).await?,
         tree_probes: probe_trees(&owner, spec, &observed).await,
         serving: probe_serving(&owner, spec, &observed).await,
         cluster_oidc,
         observed,
     })
+}
+
+/// Why the CA the spec brings cannot be imported, asked before anything is
+/// applied and only while the stack holds no CA: once imported, the user's
+/// Secret is theirs to change or delete. Only the verdict is kept.
+async fn brought_ca(
+    ctx: &Context,
+    owner: &Owner,
+    spec: &SigstoreStackSpec,
+    observed: &observe::Observed,
+) -> Result<Option<String>> {
+    let Some(user) = spec.fulcio.ca.existing_secret.as_ref() else {
+        return Ok(None);
+    };
+    let ours = crate::names::fulcio_ca(&owner.name);
+    if !spec.fulcio.enabled
+        || observed
+            .secrets
+            .get(&ours)
+            .is_some_and(|s| s.has_all(crate::stage::createcerts::REQUIRED))
+    {
+        return Ok(None);
+    }
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    let secret = api
+        .get_opt(user)
+        .await
+        .map_err(|e| Error::api("read the brought CA", "Secret", user, e))?;
+    let object = format!("Secret {}/{user}", owner.namespace);
+    let Some(secret) = secret else {
+        return Ok(Some(format!(
+            "{object} not found; it must exist in the stack's namespace"
+        )));
+    };
+    let data = secret.data.unwrap_or_default();
+    Ok(
+        crate::stage::createcerts::check_brought(&object, &data, time::OffsetDateTime::now_utc())
+            .err()
+            .map(|e| e.to_string()),
+    )
 }
 
 /// What Trillian says of each recorded tree, once its log server is

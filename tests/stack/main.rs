@@ -37,6 +37,7 @@ use support::{
 };
 
 mod bring_up;
+mod brought_ca;
 mod faults;
 mod leader;
 mod least_privilege;

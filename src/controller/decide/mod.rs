@@ -37,7 +37,7 @@ use crate::{
     names::{self, Log},
     observed::{JobView, Observed},
     stage::{Stage, View, job},
-    validate::validate_stack,
+    validate::{FieldError, validate_stack},
 };
 
 /// What the read step learnt: the stack's objects, and what Trillian, the
@@ -52,7 +52,14 @@ pub struct Seen {
     pub serving: BTreeMap<Log, trees::Serving>,
     /// The cluster's service-account issuer, when Fulcio trusts it.
     pub cluster_oidc: Option<ClusterOidc>,
+    /// Why the CA the spec brings (`spec.fulcio.ca.existingSecret`)
+    /// cannot be imported, while the stack holds no CA yet.
+    pub brought_ca: Option<String>,
 }
+
+/// How often a stack whose brought CA is refused looks at it again: the
+/// user's Secret is not the stack's, so no watch event says it changed.
+pub const BROUGHT_CA_RECHECK: Duration = Duration::from_secs(10);
 
 /// Whether the read step must discover the cluster's service-account
 /// issuer for `spec`.
@@ -130,13 +137,18 @@ pub fn decide(
         uid: stack.uid().ok_or(missing("metadata.uid"))?,
     };
     let time = Time(now.round(Unit::Second).unwrap_or(now));
-    let errors = validate_stack(&owner.name, &stack.spec);
+    let mut errors = validate_stack(&owner.name, &stack.spec);
+    errors.extend(seen.brought_ca.iter().map(|reason| FieldError {
+        field: "spec.fulcio.ca.existingSecret".into(),
+        message: format!("names a CA that cannot be imported: {reason}"),
+    }));
     if !errors.is_empty() {
         // Nothing is created or removed for a spec that cannot be acted on.
         let (status, events) = report(stack, status::invalid(stack, &errors, &time));
         return Ok(Decision {
             status,
             events,
+            requeue: seen.brought_ca.as_ref().map(|_| BROUGHT_CA_RECHECK),
             ..Decision::default()
         });
     }

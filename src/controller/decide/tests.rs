@@ -379,3 +379,26 @@ fn an_invalid_spec_changes_nothing_but_its_status() {
     let ready = crate::conditions::find(&status.conditions, "Ready").unwrap();
     assert!(ready.message.contains("fulcio"), "{}", ready.message);
 }
+
+#[test]
+fn a_refused_brought_ca_makes_the_spec_invalid_naming_the_field_and_looks_again() {
+    let mut spec = SigstoreStackSpec::default();
+    spec.fulcio.ca.existing_secret = Some("my-ca".into());
+    let seen = Seen {
+        brought_ca: Some("Secret ns/my-ca: key private does not match".into()),
+        ..Seen::default()
+    };
+    let d = decide(&stack(spec), &seen, &options(), at()).unwrap();
+    assert!(d.create.is_empty() && d.apply.is_empty() && d.delete.is_empty());
+    assert!(d.create_jobs.is_empty() && d.delete_jobs.is_empty());
+    assert_eq!(d.requeue, Some(super::BROUGHT_CA_RECHECK));
+    let status = d.status.unwrap();
+    assert_eq!(status.phase, Some(crate::api::Phase::Invalid));
+    let ready = crate::conditions::find(&status.conditions, "Ready").unwrap();
+    assert!(
+        ready.message.contains("spec.fulcio.ca.existingSecret")
+            && ready.message.contains("key private does not match"),
+        "{}",
+        ready.message
+    );
+}

@@ -117,14 +117,84 @@ pub fn import(
     password: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<CaMaterial, StageError> {
+    let (pems, key) = inspect(object, chain_pem, key_pem, password, now)?;
+    let password = random_password();
+    let cert: String = pems
+        .iter()
+        .map(|p| crate::keys::pem_encode("CERTIFICATE", &p.contents))
+        .collect();
+    Ok(CaMaterial {
+        cert,
+        private: key.encrypted_pem(&password)?,
+        public: key.public_pem(),
+        password,
+    })
+}
+
+/// The most a brought chain or key may hold: a CA chain is a few KiB.
+pub const MAX_BROUGHT_BYTES: usize = 64 * 1024;
+
+/// The user's CA in Secret data (`cert`, `private`, optional `password`),
+/// checked as [`import`] checks it, importing nothing: what the operator
+/// asks before it applies anything for a stack that brings its CA.
+pub fn check_brought(
+    object: &str,
+    data: &std::collections::BTreeMap<String, k8s_openapi::ByteString>,
+    now: OffsetDateTime,
+) -> Result<(), StageError> {
+    let (cert, private, password) = brought_fields(object, data)?;
+    inspect(object, cert, private, password, now).map(|_| ())
+}
+
+/// The keys of a brought CA's Secret.
+fn brought_fields<'a>(
+    object: &str,
+    data: &'a std::collections::BTreeMap<String, k8s_openapi::ByteString>,
+) -> Result<(&'a str, &'a str, Option<&'a str>), StageError> {
+    let field = |k: &str| {
+        secrets::text(data, k).ok_or_else(|| StageError::BadInput {
+            object: object.to_owned(),
+            reason: format!(
+                "has no text key {k}; a brought CA needs cert (its PEM chain), private (its PEM \
+                 key) and, for an encrypted key, password"
+            ),
+        })
+    };
+    Ok((
+        field("cert")?,
+        field("private")?,
+        secrets::text(data, "password"),
+    ))
+}
+
+/// Every check of a brought CA: the parsed chain and the key.
+fn inspect(
+    object: &str,
+    chain_pem: &str,
+    key_pem: &str,
+    password: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<(Vec<Pem>, PrivateKey), StageError> {
     let bad = |reason: String| StageError::BadInput {
         object: object.to_owned(),
         reason,
     };
+    for (key, value) in [("cert", chain_pem), ("private", key_pem)] {
+        if value.len() > MAX_BROUGHT_BYTES {
+            return Err(bad(format!(
+                "key {key} holds {} bytes; a CA's chain or key is a few KiB, at most {} bytes",
+                value.len(),
+                MAX_BROUGHT_BYTES
+            )));
+        }
+    }
     let pems: Vec<Pem> = Pem::iter_from_buffer(chain_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| bad(format!("key cert is not PEM: {e}")))?;
-    let pems: Vec<&Pem> = pems.iter().filter(|p| p.label == "CERTIFICATE").collect();
+    let pems: Vec<Pem> = pems
+        .into_iter()
+        .filter(|p| p.label == "CERTIFICATE")
+        .collect();
     if pems.is_empty() {
         return Err(bad("key cert holds no PEM CERTIFICATE".into()));
     }
@@ -196,17 +266,8 @@ pub fn import(
             )));
         }
     }
-    let password = random_password();
-    let cert: String = pems
-        .iter()
-        .map(|p| crate::keys::pem_encode("CERTIFICATE", &p.contents))
-        .collect();
-    Ok(CaMaterial {
-        cert,
-        private: key.encrypted_pem(&password)?,
-        public: key.public_pem(),
-        password,
-    })
+    drop(certs);
+    Ok((pems, key))
 }
 
 /// Inputs of one run.
@@ -257,20 +318,9 @@ pub async fn run(ctx: &StageContext, args: &Args) -> Result<Outcome, StageError>
         let now = OffsetDateTime::now_utc();
         let material = match &byo {
             Some((object, data)) => {
-                let field = |k: &str| {
-                    secrets::text(data, k).ok_or_else(|| StageError::BadInput {
-                        object: object.clone(),
-                        reason: format!("has no text key {k}"),
-                    })
-                };
+                let (cert, private, password) = brought_fields(object, data)?;
                 outcome = Outcome::Imported;
-                import(
-                    object,
-                    field("cert")?,
-                    field("private")?,
-                    secrets::text(data, "password"),
-                    now,
-                )?
+                import(object, cert, private, password, now)?
             }
             None => {
                 outcome = Outcome::Generated;

@@ -1,5 +1,7 @@
 //! Unit tests of createcerts.
 
+use std::collections::BTreeMap;
+
 use rcgen::{ExtendedKeyUsagePurpose, Issuer, KeyPair};
 use x509_parser::extensions::BasicConstraints as Bc;
 
@@ -165,4 +167,63 @@ fn refuses_unusable_chains_saying_why() {
     import("o", &full, &encrypted, Some("pw"), now).unwrap();
     let r = reason(import("o", &full, &encrypted, Some("wrong"), now));
     assert!(r.contains("wrong password"), "{r}");
+}
+
+#[test]
+fn refuses_more_defects_of_a_brought_ca() {
+    let chain = root();
+    let now = OffsetDateTime::now_utc();
+    // A CA without keyCertSign.
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let pem = p.self_signed(&key).unwrap().pem();
+    let r = reason(import("o", &pem, &key.serialize_pem(), None, now));
+    assert!(r.contains("lacks keyUsage keyCertSign"), "{r}");
+    // Not valid yet.
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    p.not_before = now + Duration::from_secs(3600);
+    let pem = p.self_signed(&key).unwrap().pem();
+    let r = reason(import("o", &pem, &key.serialize_pem(), None, now));
+    assert!(r.contains("is not valid now"), "{r}");
+    // Too large to be a CA.
+    let huge = format!("{}{}", chain.root_pem, "A".repeat(MAX_BROUGHT_BYTES));
+    let r = reason(import(
+        "o",
+        &huge,
+        &chain.root.key().serialize_pem(),
+        None,
+        now,
+    ));
+    assert!(
+        r.contains("key cert holds") && r.contains("at most 65536 bytes"),
+        "{r}"
+    );
+    // A Secret without its key.
+    let data = BTreeMap::from([(
+        "cert".to_owned(),
+        k8s_openapi::ByteString(chain.root_pem.clone().into_bytes()),
+    )]);
+    match check_brought("Secret ns/x", &data, now) {
+        Err(StageError::BadInput { reason, .. }) => {
+            assert!(reason.contains("has no text key private"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // The root alone, with its key, passes.
+    let data = BTreeMap::from([
+        (
+            "cert".to_owned(),
+            k8s_openapi::ByteString(chain.root_pem.clone().into_bytes()),
+        ),
+        (
+            "private".to_owned(),
+            k8s_openapi::ByteString(chain.root.key().serialize_pem().into_bytes()),
+        ),
+    ]);
+    check_brought("Secret ns/x", &data, now).unwrap();
 }
