@@ -67,6 +67,10 @@ pub enum Error {
     /// starts again as a standby.
     #[error("stopped leading: {0}")]
     LeaseLost(String),
+    /// The watch caches a pass reads from were closed (the controller is
+    /// stopping).
+    #[error("the watch caches closed before their first list")]
+    CachesClosed,
     /// The metrics/health HTTP server failed.
     #[error("HTTP server on {addr} failed: {source}")]
     Http {
@@ -109,6 +113,7 @@ impl Error {
             Self::Discovery(_) => "discovery",
             Self::LeaderSettings(_) => "leader_settings",
             Self::LeaseLost(_) => "lease_lost",
+            Self::CachesClosed => "caches_closed",
         }
     }
 }

@@ -43,6 +43,28 @@ impl SecretView {
     }
 }
 
+/// Drops a Secret's private values, keeping its key names and what
+/// [`secret_view`] reads (public values, a CT config's `log_id` line), so a
+/// watch cache never holds a private key or password.
+pub fn strip_secret(secret: &mut Secret) {
+    for (key, value) in secret.data.iter_mut().flatten() {
+        if is_public_key(key) {
+            continue;
+        }
+        let kept = match key.as_str() {
+            "config" => std::str::from_utf8(&value.0)
+                .ok()
+                .and_then(config_log_id)
+                .map(|id| format!("log_id: {id}\n").into_bytes())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        zeroize::Zeroize::zeroize(&mut value.0);
+        value.0 = kept;
+    }
+    secret.string_data = None;
+}
+
 pub fn secret_view(secret: &Secret) -> SecretView {
     let mut view = SecretView::default();
     for (key, value) in secret.data.iter().flatten() {
@@ -417,12 +439,13 @@ impl Observed {
 }
 
 /// Records each item's name and applied hash under `kind`.
-pub fn record<K>(observed: &mut Observed, kind: &str, items: &[K])
+pub fn record<K, R>(observed: &mut Observed, kind: &str, items: &[R])
 where
     K: Resource,
+    R: std::ops::Deref<Target = K>,
 {
     for item in items {
-        let meta: &ObjectMeta = item.meta();
+        let meta: &ObjectMeta = item.deref().meta();
         let hash = meta
             .annotations
             .as_ref()
@@ -440,6 +463,29 @@ mod tests {
     use k8s_openapi::ByteString;
 
     use super::*;
+
+    #[test]
+    fn a_stripped_secret_keeps_its_view_and_loses_its_private_values() {
+        let mut secret: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "demo-ctlog"},
+            "data": {
+                "private": "c2VjcmV0LWtleQ==",
+                "password": "aHVudGVyMg==",
+                "public": "UFVCTElD",
+                "fulcio-0": "Uk9PVA==",
+                "config": "bG9nX2lkOiA0Mgpwcml2YXRlX2tleTogeyBkZXI6ICJzZWNyZXQiIH0K",
+            },
+        }))
+        .unwrap();
+        let before = secret_view(&secret);
+        strip_secret(&mut secret);
+        assert_eq!(secret_view(&secret), before);
+        assert_eq!(before.config_log_id, Some(42));
+        let data = secret.data.unwrap();
+        assert!(data["private"].0.is_empty() && data["password"].0.is_empty());
+        assert_eq!(data["config"].0, b"log_id: 42\n");
+        assert_eq!(data["public"].0, b"PUBLIC");
+    }
 
     fn pod(name: &str, part: &str, status: serde_json::Value) -> Pod {
         serde_json::from_value(serde_json::json!({

@@ -23,6 +23,12 @@ pub const LOST_TREES_ANNOTATION: &str = "scaffolding.sigstore.dev/lost-trees";
 pub const ATTEMPT_ANNOTATION: &str = "scaffolding.sigstore.dev/attempt";
 /// The `managed-by` value; also the label selector of everything watched.
 pub const MANAGED_BY: &str = "sigstore-operator";
+/// The label naming the stack an object belongs to.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+/// What the operator's watches select: everything it labelled.
+pub fn managed_selector() -> String {
+    format!("app.kubernetes.io/managed-by={MANAGED_BY}")
+}
 
 /// The stack an object belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,13 +91,13 @@ pub fn labels(stack: &str, component: &str) -> BTreeMap<String, String> {
 pub fn selector(stack: &str, component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".into(), component.into()),
-        ("app.kubernetes.io/instance".into(), stack.into()),
+        (INSTANCE_LABEL.into(), stack.into()),
     ])
 }
 
 /// The label selector of everything a stack owns, for lists.
 pub fn owned_selector(stack: &str) -> String {
-    format!("app.kubernetes.io/instance={stack},app.kubernetes.io/managed-by={MANAGED_BY}")
+    format!("{INSTANCE_LABEL}={stack},{}", managed_selector())
 }
 
 /// A Pod security context meeting the `restricted` Pod Security Standard,

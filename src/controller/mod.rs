@@ -1,5 +1,6 @@
 //! The `SigstoreStack` controller: watch, reconcile, report.
 
+pub mod caches;
 pub mod decide;
 pub mod events;
 mod http_probe;
@@ -17,14 +18,7 @@ use std::{
 };
 
 use futures::StreamExt;
-use k8s_openapi::{
-    api::{
-        apps::v1::Deployment,
-        batch::v1::Job,
-        core::v1::{ConfigMap, Secret},
-    },
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, Client, CustomResourceExt,
     core::DeserializeGuard,
@@ -38,8 +32,8 @@ use kube::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Error, Result, api::SigstoreStack, build::meta::MANAGED_BY, cluster_oidc, health::Readiness,
-    metrics::Metrics, stage::job::JobSettings,
+    Error, Result, api::SigstoreStack, cluster_oidc, health::Readiness, metrics::Metrics,
+    stage::job::JobSettings,
 };
 
 pub use reconcile::{error_policy, reconcile};
@@ -58,6 +52,8 @@ pub struct Context {
     pub options: Options,
     /// The cluster's service-account issuer and keys, once discovered.
     issuer: tokio::sync::Mutex<Option<cluster_oidc::ClusterOidc>>,
+    /// What the stacks own, as the watches last saw it.
+    pub caches: caches::Caches,
 }
 
 impl Context {
@@ -116,22 +112,18 @@ pub async fn run(
 ) -> Result<()> {
     ensure_crd_installed(&client).await?;
     // Guarded, so one stack that cannot be read never stalls the watch.
-    let (stacks, jobs, deployments, config_maps, secrets) = match &options.namespace {
-        Some(ns) => (
-            Api::<DeserializeGuard<SigstoreStack>>::namespaced(client.clone(), ns),
-            Api::<Job>::namespaced(client.clone(), ns),
-            Api::<Deployment>::namespaced(client.clone(), ns),
-            Api::<ConfigMap>::namespaced(client.clone(), ns),
-            Api::<Secret>::namespaced(client.clone(), ns),
-        ),
-        None => (
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-        ),
+    let stacks = match &options.namespace {
+        Some(ns) => Api::<DeserializeGuard<SigstoreStack>>::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     };
+    // Only what this operator labelled is watched, so other Secrets never
+    // reach it; a change to any of it moves its stack on at once, and the
+    // passes read it from these watches' caches.
+    let (caches, feeds) = caches::watch(
+        &client,
+        options.namespace.as_deref(),
+        &crate::build::meta::managed_selector(),
+    );
     let reporter = Reporter {
         controller: crate::FIELD_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
@@ -143,18 +135,20 @@ pub async fn run(
         failures: Mutex::default(),
         options: options.clone(),
         issuer: tokio::sync::Mutex::default(),
+        caches,
     });
     tracing::info!(namespace = ?options.namespace, "watching SigstoreStacks");
     ready.set(true);
-    // Only what this operator labelled is watched, so other Secrets never
-    // reach it; a change to any of it moves its stack on at once.
-    let owned =
-        || watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
     Controller::new(stacks, watcher::Config::default().any_semantic())
-        .owns(jobs, owned())
-        .owns(deployments, owned())
-        .owns(config_maps, owned())
-        .owns(secrets, owned())
+        .owns_stream(feeds.jobs)
+        .owns_stream(feeds.deployments)
+        .owns_stream(feeds.config_maps)
+        .owns_stream(feeds.secrets)
+        .owns_stream(feeds.services)
+        .owns_stream(feeds.service_accounts)
+        .owns_stream(feeds.roles)
+        .owns_stream(feeds.role_bindings)
+        .owns_stream(feeds.claims)
         .with_config(
             kube::runtime::controller::Config::default()
                 .concurrency(options.concurrency)

@@ -1,19 +1,17 @@
-//! Read what a stack owns with LIST calls, and reduce it at once
-//! ([`crate::observed`]).
+//! Read what a stack owns from the watch caches ([`super::caches`]), and
+//! reduce it at once ([`crate::observed`]).
 
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    batch::v1::Job,
-    core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount},
-    rbac::v1::{Role, RoleBinding},
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::{Api, Client, Resource, ResourceExt, api::ListParams};
 use serde::de::DeserializeOwned;
+
+use super::caches::{Caches, of_stack};
 
 pub use crate::observed::{Availability, JobState, JobView, Observed, SecretView};
 use crate::{
     Result,
-    build::meta,
+    api::SigstoreStack,
+    build::{Placeholder, meta},
     observed::{availability, job_view, pod_messages, pod_problems, record, secret_view, tuf_view},
     stage::Stage,
 };
@@ -32,39 +30,35 @@ where
         .items)
 }
 
-/// Reads everything the stack `stack` owns in `namespace`.
-pub async fn observe(client: &Client, namespace: &str, stack: &str) -> Result<Observed> {
-    let selector = meta::owned_selector(stack);
+/// Reads everything stack `stack` owns in `namespace` from the watch
+/// caches; Pods (only while something does not start or failed) and the
+/// outputs of a stage just finished from the API server.
+pub async fn observe(
+    client: &Client,
+    caches: &Caches,
+    namespace: &str,
+    stack: &SigstoreStack,
+) -> Result<Observed> {
+    let name = stack.name_any();
+    let selector = meta::owned_selector(&name);
     let mut observed = Observed::default();
-    // Jobs first: a stage writes its outputs before its Job completes, so
-    // outputs read after a completed Job are never older than it. Read the
-    // other way round, a Job could look finished with its outputs missing.
-    let jobs: Vec<Job> = list(client, namespace, &selector).await?;
+    let jobs = of_stack(&caches.jobs, namespace, &name);
     // Jobs of a stage this version does not know are not its to judge.
     observed.jobs = jobs
         .iter()
-        .filter_map(job_view)
+        .filter_map(|j| job_view(j))
         .filter(|j| Stage::from_id(&j.stage).is_some())
         .collect();
 
-    let config_maps: Vec<ConfigMap> = list(client, namespace, &selector).await?;
+    let config_maps = of_stack(&caches.config_maps, namespace, &name);
     record(&mut observed, "ConfigMap", &config_maps);
-    let repository = crate::names::tuf_repository(stack);
     for cm in &config_maps {
-        if cm.name_any() == repository {
-            observed.tuf = Some(tuf_view(cm));
-            continue;
-        }
-        observed
-            .config_maps
-            .insert(cm.name_any(), cm.data.clone().unwrap_or_default());
+        add_config_map(&mut observed, &name, cm);
     }
-    let secrets: Vec<Secret> = list(client, namespace, &selector).await?;
-    for s in &secrets {
-        observed.secrets.insert(s.name_any(), secret_view(s));
+    for s in of_stack(&caches.secrets, namespace, &name) {
+        observed.secrets.insert(s.name_any(), secret_view(&s));
     }
-    drop(secrets);
-    let deployments: Vec<Deployment> = list(client, namespace, &selector).await?;
+    let deployments = of_stack(&caches.deployments, namespace, &name);
     record(&mut observed, "Deployment", &deployments);
     for d in &deployments {
         observed.deployments.insert(d.name_any(), availability(d));
@@ -72,28 +66,28 @@ pub async fn observe(client: &Client, namespace: &str, stack: &str) -> Result<Ob
     record(
         &mut observed,
         "Service",
-        &list::<Service>(client, namespace, &selector).await?,
+        &of_stack(&caches.services, namespace, &name),
     );
     record(
         &mut observed,
         "ServiceAccount",
-        &list::<ServiceAccount>(client, namespace, &selector).await?,
+        &of_stack(&caches.service_accounts, namespace, &name),
     );
     record(
         &mut observed,
         "Role",
-        &list::<Role>(client, namespace, &selector).await?,
+        &of_stack(&caches.roles, namespace, &name),
     );
     record(
         &mut observed,
         "RoleBinding",
-        &list::<RoleBinding>(client, namespace, &selector).await?,
+        &of_stack(&caches.role_bindings, namespace, &name),
     );
-    observed.claims = list::<PersistentVolumeClaim>(client, namespace, &selector)
-        .await?
+    observed.claims = of_stack(&caches.claims, namespace, &name)
         .iter()
-        .map(ResourceExt::name_any)
+        .map(|c| c.name_any())
         .collect();
+    read_fresh_outputs(client, namespace, stack, &mut observed).await?;
     if observed.deployments.values().any(|a| !a.is_available()) {
         // Why a server does not come up is on its Pod, not its Deployment.
         let pods: Vec<Pod> = list(
@@ -121,4 +115,119 @@ pub async fn observe(client: &Client, namespace: &str, stack: &str) -> Result<Ob
         }
     }
     Ok(observed)
+}
+
+fn add_config_map(observed: &mut Observed, stack: &str, cm: &ConfigMap) {
+    if cm.name_any() == crate::names::tuf_repository(stack) {
+        observed.tuf = Some(tuf_view(cm));
+    } else {
+        observed
+            .config_maps
+            .insert(cm.name_any(), cm.data.clone().unwrap_or_default());
+    }
+}
+
+/// The stages whose latest Job succeeded while the stack's status does not
+/// yet say they are done: their outputs were written before the Job
+/// finished, but the caches of Secrets and ConfigMaps need not have them
+/// yet, and a finished Job with outputs missing would run the stage again.
+pub fn just_finished(observed: &Observed, stack: &SigstoreStack) -> Vec<Stage> {
+    let done: std::collections::BTreeSet<&str> = stack
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .filter(|c| c.status == "True")
+        .map(|c| c.type_.as_str())
+        .collect();
+    let mut stages: Vec<Stage> = observed
+        .jobs
+        .iter()
+        .filter(|j| j.state == JobState::Succeeded)
+        .filter_map(|j| Stage::from_id(&j.stage))
+        .filter(|s| !done.contains(s.condition()))
+        .collect();
+    stages.sort_by_key(|s| s.id());
+    stages.dedup();
+    stages
+}
+
+/// Reads the outputs of [`just_finished`] stages from the API server.
+async fn read_fresh_outputs(
+    client: &Client,
+    namespace: &str,
+    stack: &SigstoreStack,
+    observed: &mut Observed,
+) -> Result<()> {
+    let name = stack.name_any();
+    for stage in just_finished(observed, stack) {
+        for output in stage.outputs(&name) {
+            match output {
+                Placeholder::ConfigMap(cm) => {
+                    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+                    if let Some(cm) = api.get_opt(&cm).await? {
+                        add_config_map(observed, &name, &cm);
+                    }
+                }
+                Placeholder::Secret(secret) => {
+                    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+                    if let Some(s) = api.get_opt(&secret).await? {
+                        observed.secrets.insert(s.name_any(), secret_view(&s));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observed::JobView;
+
+    fn job(stage: Stage, state: JobState) -> JobView {
+        JobView {
+            name: format!("demo-{}-h-1", stage.id()),
+            stage: stage.id().into(),
+            hash: "h".into(),
+            attempt: 1,
+            state,
+            message: None,
+        }
+    }
+
+    fn stack(done: &[&str]) -> SigstoreStack {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "scaffolding.sigstore.dev/v1alpha1", "kind": "SigstoreStack",
+            "metadata": {"name": "demo", "namespace": "ns"}, "spec": {},
+            "status": {"conditions": done.iter().map(|t| serde_json::json!({
+                "type": t, "status": "True", "reason": "Done", "message": "",
+                "lastTransitionTime": "2026-12-03T00:00:00Z"})).collect::<Vec<_>>()},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_a_succeeded_stage_not_yet_recorded_done_is_read_fresh() {
+        let certs = Stage::from_id("certs").unwrap();
+        let tsa = Stage::from_id("tsa-chain").unwrap();
+        let tuf = Stage::from_id("tuf").unwrap();
+        let observed = Observed {
+            jobs: vec![
+                job(certs, JobState::Succeeded),
+                job(certs, JobState::Succeeded),
+                job(tsa, JobState::Succeeded),
+                job(tuf, JobState::Running),
+            ],
+            ..Observed::default()
+        };
+        // Nothing recorded yet: both finished stages, once each.
+        assert_eq!(just_finished(&observed, &stack(&[])), vec![certs, tsa]);
+        // createcerts recorded done: its outputs are as the cache has them.
+        assert_eq!(
+            just_finished(&observed, &stack(&[certs.condition()])),
+            vec![tsa]
+        );
+        assert!(just_finished(&observed, &stack(&[certs.condition(), tsa.condition()])).is_empty());
+    }
 }

@@ -86,7 +86,9 @@ async fn reconcile_inner(stack: &SigstoreStack, ctx: &Context) -> Result<Action>
 /// spec the operator cannot act on is not looked into further.
 async fn read(ctx: &Context, stack: &SigstoreStack, namespace: &str) -> Result<Seen> {
     let name = stack.name_any();
-    let observed = observe::observe(&ctx.client, namespace, &name).await?;
+    // The first passes wait for every watch's first list.
+    ctx.caches.ready().await.map_err(|_| Error::CachesClosed)?;
+    let observed = observe::observe(&ctx.client, &ctx.caches, namespace, stack).await?;
     let owner = Owner {
         name,
         namespace: namespace.to_owned(),

@@ -212,6 +212,7 @@ async fn empty_spec_comes_up_in_order_and_settles() {
 
     // Settled: re-applying the same stack and 60 s of quiet write nothing.
     let before = settle(&env).await;
+    let requests_before = env.cp.requests_by(&env.user).len();
     let same: Value = json!({
         "apiVersion": "scaffolding.sigstore.dev/v1alpha1", "kind": "SigstoreStack",
         "metadata": {"name": "demo"}, "spec": {"selfCheck": {"enabled": false}},
@@ -231,6 +232,21 @@ async fn empty_spec_comes_up_in_order_and_settles() {
         before.len(),
         "writes after settling: {:?}",
         &after[before.len()..]
+    );
+    // ...and read it from the watch caches: no LIST (the pass the re-apply
+    // caused included).
+    let lists: Vec<_> = env.cp.requests_by(&env.user)[requests_before..]
+        .iter()
+        .filter(|r| r.verb == "list")
+        .cloned()
+        .collect();
+    assert!(lists.is_empty(), "LIST calls after settling: {lists:?}");
+    assert!(
+        env.cp
+            .requests_by(&env.user)
+            .iter()
+            .any(|r| r.verb == "watch"),
+        "the operator's reads are in the audit log, so the count above means something"
     );
 
     // Deleted outputs come back; nothing that still exists changes.

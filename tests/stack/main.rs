@@ -144,7 +144,7 @@ impl Env {
         extra: &[&str],
         env: &[(String, String)],
     ) -> Operator {
-        let kubeconfig = self.cp.kubeconfig_for(user, &[]);
+        let kubeconfig = self.cp.kubeconfig_for(user, &[support::AUDITED]);
         let mut args = vec![
             "--watch-namespace",
             &self.ns.name,

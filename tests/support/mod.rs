@@ -46,7 +46,7 @@ pub use operator::{
 };
 #[allow(unused_imports)] // Each test binary uses a different part of it.
 pub use plane::{
-    AuditWrite, ControlPlane, Kind, apply_crd, kind_config_flags, kind_config_patches,
+    AUDITED, AuditWrite, ControlPlane, Kind, apply_crd, kind_config_flags, kind_config_patches,
 };
 pub use procs::Keeper;
 

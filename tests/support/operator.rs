@@ -50,6 +50,11 @@ impl Operator {
         }
     }
 
+    /// The process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// GET a path of the operator's HTTP server: `(status, body)`.
     pub async fn get(&self, path: &str) -> Option<(u16, String)> {
         let r = reqwest::get(format!("{}{path}", self.http)).await.ok()?;
@@ -165,7 +170,7 @@ pub async fn start_for_namespace_with(
     let mut all = vec!["--watch-namespace", ns];
     all.extend(args);
     Operator::start(
-        &cp.kubeconfig_for(&user, &[]),
+        &cp.kubeconfig_for(&user, &[super::AUDITED]),
         super::logs_dir(),
         &format!("{ns}-operator"),
         &all,

@@ -261,15 +261,25 @@ pub async fn apply_crd(
     anyhow::bail!("CRD {name} not Established after 30 s")
 }
 
-/// Writes are what the tests count; reads are not logged.
+/// Writes are what the tests count; reads are logged only for users in
+/// group [`AUDITED`] (the operators the tests and `make bench-scale` run),
+/// whose LIST and GET calls they count too.
 pub(super) const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived"]
 rules:
 - level: Metadata
+  userGroups: ["sigstore-operator-test:audited"]
+- level: Metadata
   verbs: ["create", "update", "patch", "delete", "deletecollection"]
 - level: None
 "#;
+
+/// The group whose every request the audit log records.
+pub const AUDITED: &str = "sigstore-operator-test:audited";
+
+/// The write verbs the tests count.
+const WRITE_VERBS: &[&str] = &["create", "update", "patch", "delete", "deletecollection"];
 
 impl ControlPlane {
     /// The CA file that signs the API server's serving certificate.
@@ -306,10 +316,23 @@ impl ControlPlane {
     /// Write requests (create/update/patch/delete) made by `user` so far,
     /// as `(verb, resource, subresource, namespace, name)`.
     pub fn writes_by(&self, user: &str) -> Vec<AuditWrite> {
+        self.requests_by(user)
+            .into_iter()
+            .filter(|w| WRITE_VERBS.contains(&w.verb.as_str()))
+            .collect()
+    }
+
+    /// Every request by `user` the audit log holds (reads only for a user
+    /// in group [`AUDITED`]); a watch counts once, when it starts.
+    pub fn requests_by(&self, user: &str) -> Vec<AuditWrite> {
         let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
         text.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|e| e["stage"] == "ResponseComplete" && e["user"]["username"] == user)
+            .filter(|e| {
+                let started = e["stage"] == "ResponseStarted" && e["verb"] == "watch";
+                let done = e["stage"] == "ResponseComplete" && e["verb"] != "watch";
+                (started || done) && e["user"]["username"] == user
+            })
             .map(|e| AuditWrite {
                 verb: e["verb"].as_str().unwrap_or_default().into(),
                 resource: e["objectRef"]["resource"]
