@@ -7,7 +7,7 @@ OPERATOR_IMAGE ?= sigstore-operator:dev
 IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
 export TOOLS_DIR
 
-.PHONY: all build test test-unit test-cluster tools crds fmt fmt-check lint bench run up local-up local-down local-build image image-load kind-up kind-down clean-tools help
+.PHONY: all build test test-unit test-cluster tools crds fmt fmt-check lint bench bench-scale run up local-up local-down local-build image image-load kind-up kind-down clean-tools help
 
 all: build
 
@@ -38,6 +38,10 @@ tools: ## Build the test tools (control plane, Sigstore servers, cosign 2 and 3,
 bench: ## Measure the stages' and the reconciler's pure work (figures only, nothing asserted).
 	$(CARGO) bench --locked --bench keys
 	$(CARGO) bench --locked --bench reconcile
+
+SCALE ?= 1 10 100
+bench-scale: tools ## N stacks (SCALE, default "1 10 100") applied at once to one operator (release build) on the real control plane: bring-up times, reconcile passes, API requests by verb, RSS, CPU, the settled minute, one spec change (figures only).
+	$(CARGO) bench --locked --bench scale -- $(SCALE)
 
 crds: ## Regenerate the CRD YAML and docs/api.md from the Rust types.
 	$(CARGO) run --locked --quiet -- crd > crds/sigstorestack.yaml
