@@ -57,7 +57,7 @@ impl Pki {
         sp.subject_alt_names
             .push(SanType::IpAddress("127.0.0.1".parse()?));
         sp.subject_alt_names
-            .push(SanType::IpAddress("10.0.0.1".parse()?));
+            .push(SanType::IpAddress("10.96.0.1".parse()?));
         sp.distinguished_name
             .push(DnType::CommonName, "kube-apiserver");
         sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];

@@ -149,7 +149,8 @@ pub(super) fn start_in(dir: PathBuf, kind: Kind) -> anyhow::Result<ControlPlane>
             "--service-account-signing-key-file={}",
             pki.sa_key.display()
         ),
-        "--service-cluster-ip-range=10.0.0.0/24".into(),
+        // KinD's default service subnet: room for 100 stacks' Services.
+        "--service-cluster-ip-range=10.96.0.0/16".into(),
         "--authorization-mode=RBAC".into(),
         "--allow-privileged=true".into(),
         format!("--audit-policy-file={}", audit_policy.display()),

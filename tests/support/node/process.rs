@@ -132,7 +132,7 @@ impl Agent {
         c: &Container,
     ) -> anyhow::Result<Vec<(String, String)>> {
         let base = vec![
-            ("KUBERNETES_SERVICE_HOST".into(), "10.0.0.1".into()),
+            ("KUBERNETES_SERVICE_HOST".into(), "10.96.0.1".into()),
             ("KUBERNETES_SERVICE_PORT".into(), "443".into()),
         ];
         super::super::kubelet::resolve_env(&self.client, &self.ns, &pod.name_any(), c, base, |v| {
