@@ -9,15 +9,20 @@ use sigstore_operator::api::Phase;
 
 use super::*;
 
-/// A CA certificate and its key, as PEM.
-fn ca(configure: impl FnOnce(&mut CertificateParams)) -> (String, KeyPair) {
-    let key = KeyPair::generate().unwrap();
+/// A CA certificate's parameters, then changed by `configure`.
+fn ca_params(configure: impl FnOnce(&mut CertificateParams)) -> CertificateParams {
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.distinguished_name.push(DnType::CommonName, "Brought CA");
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign];
     configure(&mut p);
-    (p.self_signed(&key).unwrap().pem(), key)
+    p
+}
+
+/// A self-signed CA certificate and its key, as PEM.
+fn ca(configure: impl FnOnce(&mut CertificateParams)) -> (String, KeyPair) {
+    let key = KeyPair::generate().unwrap();
+    (ca_params(configure).self_signed(&key).unwrap().pem(), key)
 }
 
 /// A brought Secret's data: `(key, value)`; `None` for no Secret at all.
@@ -50,14 +55,9 @@ async fn a_brought_ca_that_cannot_be_imported_is_refused_before_anything_is_appl
         .unwrap()
         .to_string();
     // An intermediate and its root, the root first.
-    let (root_pem, root_key) = ca(|p| p.distinguished_name.push(DnType::CommonName, "Root"));
-    let root_params = {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, "Root");
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-        p
-    };
+    let root_key = KeyPair::generate().unwrap();
+    let root_params = ca_params(|_| {});
+    let root_pem = root_params.self_signed(&root_key).unwrap().pem();
     let root = Issuer::new(root_params, root_key);
     let int_key = KeyPair::generate().unwrap();
     let mut ip = CertificateParams::new(Vec::<String>::new()).unwrap();
